@@ -1,0 +1,177 @@
+// The math of each built-in elementwise loss: one function per loss, the twin of its Rust
+// function in src/cpu/losses.rs. Each returns the loss term of one element and its
+// derivatives (see `Terms` in elementwise.wgsl); `o` holds the option values in the order of
+// `ElementwiseLoss::params`. The template picks one through `loss_terms`.
+//
+// Composed after math.wgsl and elementwise.wgsl.
+
+const LN_2: f32 = 0.693147180559945309;
+const HALF_LN_2PI: f32 = 0.918938533204672742;
+const TAU: f32 = 6.28318530717958648;
+
+fn terms(value: f32, grad: f32) -> Terms {
+    return Terms(value, grad, 0.0);
+}
+
+// softplus(-x), softplus(x), σ(-x), σ(x) from one exponential, without overflow.
+struct Logistic {
+    sp_neg: f32,
+    sp_pos: f32,
+    sig_neg: f32,
+    sig_pos: f32,
+}
+
+fn logistic(x: f32) -> Logistic {
+    let e = exp_f(-abs(x));
+    let l = ln_1p_f(e);
+    let r = 1.0 / (1.0 + e);
+    let pos = x >= 0.0;
+    return Logistic(relu_f(-x) + l, relu_f(x) + l, select(r, e * r, pos), select(e * r, r, pos));
+}
+
+fn mse_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let d = x - y;
+    return terms(d * d, 2.0 * d);
+}
+
+fn l1_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let d = x - y;
+    return terms(abs(d), sgn_f(d));
+}
+
+fn huber_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let d = x - y;
+    let delta = o.x;
+    let ad = abs(d);
+    let value = select(delta * (ad - 0.5 * delta), 0.5 * d * d, ad < delta);
+    let grad = select(select(d, delta, d > delta), -delta, d < -delta);
+    return terms(value, grad);
+}
+
+fn smooth_l1_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let beta = o.x;
+    if (beta == 0.0) {
+        return l1_terms(x, y, a, o);
+    }
+    let d = x - y;
+    let ad = abs(d);
+    let value = select(ad - 0.5 * beta, 0.5 * d * d / beta, ad < beta);
+    let grad = select(select(d / beta, 1.0, d > beta), -1.0, d < -beta);
+    return terms(value, grad);
+}
+
+fn msle_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let eps = 1e-7;
+    let xc = select(x, eps, x < eps);
+    let yc = select(y, eps, y < eps);
+    let diff = ln_1p_f(xc) - ln_1p_f(yc);
+    let grad = select(0.0, 2.0 * diff / (1.0 + xc), x >= eps);
+    return terms(diff * diff, grad);
+}
+
+fn log_cosh_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let d = x - y;
+    let ad = abs(d);
+    let e = exp_f(-2.0 * ad);
+    let tanh_abs = (1.0 - e) / (1.0 + e);
+    return terms(ad + ln_1p_f(e) - LN_2, select(tanh_abs, -tanh_abs, d < 0.0));
+}
+
+fn cauchy_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let c = o.x;
+    let u = (x - y) / c;
+    return terms(ln_1p_f(u * u), 2.0 * u / (c * (1.0 + u * u)));
+}
+
+fn poisson_nll_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let log_input = o.x != 0.0;
+    let full = o.y != 0.0;
+    let eps = o.z;
+    var value: f32;
+    var grad: f32;
+    if (log_input) {
+        let ex = exp_f(x);
+        value = ex - y * x;
+        grad = ex - y;
+    } else {
+        value = x - y * ln_f(x + eps);
+        grad = 1.0 - y / (x + eps);
+    }
+    if (full && y > 1.0) {
+        value = value + (y * ln_f(y) - y + 0.5 * ln_f(TAU * y));
+    }
+    return terms(value, grad);
+}
+
+fn gaussian_nll_terms(x: f32, y: f32, var_: f32, o: vec4<f32>) -> Terms {
+    let full = o.x != 0.0;
+    let eps = o.y;
+    let v = select(var_, eps, var_ < eps);
+    let d = x - y;
+    let q = d * d / v;
+    var value = 0.5 * (ln_f(v) + q);
+    if (full) {
+        value = value + HALF_LN_2PI;
+    }
+    return Terms(value, d / v, 0.5 * (1.0 - q) / v);
+}
+
+fn clamp_log(l: f32) -> f32 {
+    return select(l, -100.0, l < -100.0);
+}
+
+fn bce_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let value = (y - 1.0) * clamp_log(ln_1p_f(-x)) - y * clamp_log(ln_f(x));
+    let denom = (1.0 - x) * x;
+    return terms(value, (x - y) / select(denom, 1e-12, denom < 1e-12));
+}
+
+fn bce_with_logits_terms(x: f32, y: f32, pos_weight: f32, o: vec4<f32>) -> Terms {
+    // pw y softplus(-x) + (1 - y) softplus(x): accurate in both tails.
+    let l = logistic(x);
+    let py = pos_weight * y;
+    let ny = 1.0 - y;
+    return terms(py * l.sp_neg + ny * l.sp_pos, ny * l.sig_pos - py * l.sig_neg);
+}
+
+fn sigmoid_focal_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let alpha = o.x;
+    let gamma = o.y;
+    let l = logistic(x);
+    let ny = 1.0 - y;
+    let ce = y * l.sp_neg + ny * l.sp_pos;
+    let dce = ny * l.sig_pos - y * l.sig_neg;
+    // 1 - p_t without cancellation.
+    let m = y * l.sig_neg + ny * l.sig_pos;
+    let dm = (1.0 - 2.0 * y) * l.sig_pos * l.sig_neg;
+    let mg = pow_nonneg_f(m, gamma);
+    var dmg = 0.0;
+    if (gamma != 0.0) {
+        dmg = gamma * pow_nonneg_f(m, gamma - 1.0) * dm;
+    }
+    let alpha_t = select(1.0, alpha * y + (1.0 - alpha) * ny, alpha >= 0.0);
+    return terms(alpha_t * ce * mg, alpha_t * (dce * mg + ce * dmg));
+}
+
+fn hinge_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let t = o.x - x * y;
+    return terms(relu_f(t), select(0.0, -y, t > 0.0));
+}
+
+fn squared_hinge_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let h = relu_f(o.x - x * y);
+    return terms(h * h, -2.0 * y * h);
+}
+
+fn soft_margin_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    let l = logistic(-x * y);
+    return terms(l.sp_pos, -y * l.sig_pos);
+}
+
+fn l1_penalty_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    return terms(o.x * abs(x), o.x * sgn_f(x));
+}
+
+fn l2_penalty_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    return terms(0.5 * o.x * x * x, o.x * x);
+}

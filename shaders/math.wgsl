@@ -1,0 +1,97 @@
+// Accurate f32 transcendental functions for the loss kernels.
+//
+// WGSL's exp/log may be as coarse as the Vulkan minimum (exp: 3 + 2|x| ulp; log: absolute
+// 2^-21 near 1), which would be visible in a loss. These are the same Cephes algorithms as the
+// CPU path (src/cpu/math.rs): range reduction and a minimax polynomial, about 1 ulp, so the GPU
+// and the CPU agree to a few ulps. Losses are memory-bound on GPUs: the extra arithmetic is
+// free. Comparisons are written so that NaN reaches the arithmetic and comes out as NaN.
+//
+// WGSL has no reliable infinity literal: INF is produced by an overflowing computation that
+// the compiler cannot fold (bitcast of the exponent bits).
+
+fn inf_f32() -> f32 {
+    return bitcast<f32>(0x7f800000u);
+}
+
+// e^x; 0 below -104, +inf above 88.72.
+fn exp_f(x: f32) -> f32 {
+    let xc = select(select(x, 89.0, x > 89.0), -104.0, x < -104.0);
+    let n = round(xc * 1.44269504088896341);
+    let r = xc - n * 0.693359375 - n * -2.12194440e-4;
+    var p = 1.9875691500e-4;
+    p = p * r + 1.3981999507e-3;
+    p = p * r + 8.3334519073e-3;
+    p = p * r + 4.1665795894e-2;
+    p = p * r + 1.6666665459e-1;
+    p = p * r + 5.0000001201e-1;
+    let y = p * r * r + r + 1.0;
+    let ni = i32(n);
+    let n1 = ni >> 1u;
+    // Two steps, so that 2^n for n in [-150, 128] neither wraps nor is undefined.
+    return ldexp(ldexp(y, n1), ni - n1);
+}
+
+// Natural logarithm; ln(0) = -inf, ln(x < 0) = NaN, ln(inf) = inf.
+fn ln_f(x: f32) -> f32 {
+    let bits = bitcast<u32>(x);
+    var e = i32((bits >> 23u) & 0xffu) - 126;
+    let m0 = bitcast<f32>((bits & 0x007fffffu) | 0x3f000000u);
+    let small = m0 < 0.707106781186547524;
+    e = select(e, e - 1, small);
+    let m = select(m0 - 1.0, m0 + m0 - 1.0, small);
+    let z = m * m;
+    var p = 7.0376836292e-2;
+    p = p * m - 1.1514610310e-1;
+    p = p * m + 1.1676998740e-1;
+    p = p * m - 1.2420140846e-1;
+    p = p * m + 1.4249322787e-1;
+    p = p * m - 1.6668057665e-1;
+    p = p * m + 2.0000714765e-1;
+    p = p * m - 2.4999993993e-1;
+    p = p * m + 3.3333331174e-1;
+    let ef = f32(e);
+    let y = p * m * z + ef * -2.12194440e-4 - 0.5 * z;
+    let r = m + y + ef * 0.693359375;
+    // Special values (subnormals count as zero: GPUs may flush them).
+    if (x == inf_f32()) {
+        return x;
+    }
+    if (x < 1.17549435e-38 && x >= 0.0) {
+        return -inf_f32();
+    }
+    if (!(x >= 0.0)) {
+        return bitcast<f32>(0x7fc00000u); // NaN for x < 0 and for NaN
+    }
+    return r;
+}
+
+// ln(1 + t), accurate near 0 (Goldberg: the rounding of 1 + t cancels).
+fn ln_1p_f(t: f32) -> f32 {
+    let u = 1.0 + t;
+    let d = u - 1.0;
+    if (d == 0.0) {
+        return t;
+    }
+    if (u == inf_f32()) {
+        return u;
+    }
+    return ln_f(u) * (t / d);
+}
+
+// x^p for x >= 0, p >= 0, with x^0 = 1 (also at x = 0).
+fn pow_nonneg_f(x: f32, p: f32) -> f32 {
+    if (p == 0.0) {
+        return 1.0;
+    }
+    return exp_f(p * ln_f(x));
+}
+
+// sign as PyTorch's sgn for reals: 0 at 0 and at NaN.
+fn sgn_f(x: f32) -> f32 {
+    return select(select(0.0, -1.0, x < 0.0), 1.0, x > 0.0);
+}
+
+// max(x, 0) that keeps NaN, as torch.clamp(x, min=0).
+fn relu_f(x: f32) -> f32 {
+    return select(x, 0.0, x < 0.0);
+}

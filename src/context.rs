@@ -1,0 +1,350 @@
+//! The GPU context: adapter, device and queue (owned, or the caller's), what the adapter can
+//! do, the pipeline cache and the launch configuration.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::pipelines::{PipelineCache, ReduceStrategy};
+
+/// How a [`Context`] is created and how it launches kernels.
+#[derive(Clone, Debug)]
+pub struct ContextOptions {
+    /// Backends to search (default: `WGPU_BACKEND` from the environment, else all).
+    pub backends: wgpu::Backends,
+    /// Which adapter to prefer when there are several GPUs.
+    pub power_preference: wgpu::PowerPreference,
+    /// Use subgroup operations for reductions where the adapter has them (default true);
+    /// false forces the shared-memory tree.
+    pub subgroups: bool,
+    /// Threads per workgroup (a power of two; default 256).
+    pub workgroup_size: u32,
+    /// Most workgroups per dispatch of a grid-stride kernel (default: 32 on a CPU adapter
+    /// such as lavapipe, 4,096 on a GPU). May exceed 65,535: the grid becomes 2-D.
+    pub max_workgroups: Option<u32>,
+    /// Largest storage binding to use, in bytes (default: the adapter's
+    /// `max_storage_buffer_binding_size`). Lower it to exercise chunking on small inputs.
+    pub max_binding_bytes: Option<u64>,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions {
+            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            subgroups: true,
+            workgroup_size: 256,
+            max_workgroups: None,
+            max_binding_bytes: None,
+        }
+    }
+}
+
+/// What the chosen adapter is and can do.
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl AdapterReport {
+    /// Subgroup operations are enabled on the device.
+    pub fn subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+    }
+    /// `f16` in shaders is enabled on the device.
+    pub fn shader_f16(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F16)
+    }
+    /// Timestamp queries inside command encoders are enabled on the device.
+    pub fn timestamps(&self) -> bool {
+        self.features.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        )
+    }
+    /// One line: name, backend and device type.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+}
+
+/// The launch configuration resolved against the adapter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Launch {
+    pub workgroup_size: u32,
+    pub max_workgroups: u32,
+    pub max_per_dimension: u32,
+    /// Bytes of one storage binding, a multiple of the offset alignment.
+    pub binding_bytes: u64,
+    pub storage_align: u64,
+    pub uniform_align: u64,
+    pub reduce: ReduceStrategy,
+}
+
+/// Placeholder buffers bound where a kernel's operand is absent (never read or written).
+pub(crate) struct Placeholders {
+    pub read: wgpu::Buffer,
+    pub write: [wgpu::Buffer; 2],
+}
+
+/// Features wgloss uses when the adapter has them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+
+/// A device, its queue, and everything wgloss builds once for them.
+///
+/// `Context` is `Send + Sync`; clone the device and queue freely (they are reference counted).
+pub struct Context {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    report: AdapterReport,
+    pub(crate) launch: Launch,
+    pub(crate) pipelines: PipelineCache,
+    pub(crate) placeholders: Placeholders,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.report.info.name)
+            .field("backend", &self.report.info.backend)
+            .field("launch", &self.launch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every adapter the backends offer, in the order wgloss would prefer them.
+pub fn enumerate_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let instance = new_instance(backends);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    adapters.sort_by_key(|a| std::cmp::Reverse(rank(a, wgpu::PowerPreference::HighPerformance)));
+    adapters
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Higher is better: a real GPU before a software one, a native API before GL.
+fn rank(adapter: &wgpu::Adapter, power: wgpu::PowerPreference) -> u32 {
+    let info = adapter.get_info();
+    let compute = adapter
+        .get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
+    let device = match (info.device_type, power) {
+        (wgpu::DeviceType::DiscreteGpu, wgpu::PowerPreference::LowPower) => 3,
+        (wgpu::DeviceType::IntegratedGpu, wgpu::PowerPreference::LowPower) => 4,
+        (wgpu::DeviceType::DiscreteGpu, _) => 4,
+        (wgpu::DeviceType::IntegratedGpu, _) => 3,
+        (wgpu::DeviceType::VirtualGpu, _) => 2,
+        (wgpu::DeviceType::Other, _) => 1,
+        (wgpu::DeviceType::Cpu, _) => 0,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Gl | wgpu::Backend::BrowserWebGpu | wgpu::Backend::Noop => 0,
+        _ => 1,
+    };
+    (compute as u32) * 100 + device * 10 + backend
+}
+
+impl Context {
+    /// A context on the best adapter: a real GPU if there is one (high-performance first),
+    /// otherwise a software adapter such as lavapipe. Blocks until the device is ready.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when no backend offers an adapter with compute shaders.
+    pub fn new() -> Result<Self> {
+        Self::with_options(ContextOptions::default())
+    }
+
+    /// [`Context::new`] with options.
+    pub fn with_options(options: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::new_async(options))
+    }
+
+    /// The asynchronous form of [`Context::with_options`].
+    pub async fn new_async(options: ContextOptions) -> Result<Self> {
+        let instance = new_instance(options.backends);
+        let mut adapters = instance.enumerate_adapters(options.backends).await;
+        adapters.retain(|a| {
+            a.get_downlevel_capabilities()
+                .flags
+                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        });
+        adapters.sort_by_key(|a| std::cmp::Reverse(rank(a, options.power_preference)));
+        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
+            backends: format!("{:?}", options.backends),
+        })?;
+        Self::from_adapter(&adapter, options).await
+    }
+
+    /// A context on a given adapter, with its full limits and the features wgloss uses.
+    pub async fn from_adapter(adapter: &wgpu::Adapter, options: ContextOptions) -> Result<Self> {
+        let features = adapter.features() & WANTED_FEATURES;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgloss"),
+                required_features: features,
+                // The adapter's real limits: the defaults would cap bindings at 128 MiB and
+                // storage buffers at 8 per stage on every GPU.
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await?;
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *flag.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {message}"));
+        });
+        Self::build(device, queue, adapter.get_info(), options, lost)
+    }
+
+    /// A context on the caller's device and queue (an engine's own). wgloss uses the limits
+    /// and features the device was created with; it does not install a device-lost callback.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: ContextOptions,
+    ) -> Result<Self> {
+        let info = device.adapter_info();
+        Self::build(device, queue, info, options, Arc::new(Mutex::new(None)))
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        options: ContextOptions,
+        lost: Arc<Mutex<Option<String>>>,
+    ) -> Result<Self> {
+        let limits = device.limits();
+        let features = device.features();
+        let wg = options.workgroup_size;
+        if !wg.is_power_of_two() || wg > limits.max_compute_invocations_per_workgroup {
+            return Err(Error::Limit {
+                what: "workgroup_size (a power of two)",
+                needed: wg as u64,
+                limit: limits
+                    .max_compute_invocations_per_workgroup
+                    .min(limits.max_compute_workgroup_size_x) as u64,
+            });
+        }
+        let storage_align = limits.min_storage_buffer_offset_alignment.max(4) as u64;
+        let max_binding = options
+            .max_binding_bytes
+            .unwrap_or(limits.max_storage_buffer_binding_size)
+            .min(limits.max_storage_buffer_binding_size)
+            .min(limits.max_buffer_size);
+        // Chunks start at aligned offsets, and a 32-bit index never overflows.
+        let binding_bytes = (max_binding.min(1 << 32) / storage_align) * storage_align;
+        if binding_bytes < storage_align {
+            return Err(Error::Limit {
+                what: "max_binding_bytes",
+                needed: storage_align,
+                limit: max_binding,
+            });
+        }
+        let max_workgroups = options.max_workgroups.unwrap_or(match info.device_type {
+            // Lavapipe runs a workgroup per thread; a few dozen keep every core busy.
+            wgpu::DeviceType::Cpu => 32,
+            _ => 4096,
+        });
+        let reduce = if options.subgroups && features.contains(wgpu::Features::SUBGROUP) {
+            ReduceStrategy::Subgroup
+        } else {
+            ReduceStrategy::SharedTree
+        };
+        let launch = Launch {
+            workgroup_size: wg,
+            max_workgroups: max_workgroups.max(1),
+            max_per_dimension: limits.max_compute_workgroups_per_dimension,
+            binding_bytes,
+            storage_align,
+            uniform_align: limits.min_uniform_buffer_offset_alignment.max(16) as u64,
+            reduce,
+        };
+        let placeholder = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let placeholders = Placeholders {
+            read: placeholder("wgloss absent input"),
+            write: [
+                placeholder("wgloss absent output 0"),
+                placeholder("wgloss absent output 1"),
+            ],
+        };
+        Ok(Context {
+            report: AdapterReport {
+                info,
+                limits,
+                features,
+            },
+            device,
+            queue,
+            launch,
+            pipelines: PipelineCache::default(),
+            placeholders,
+            lost,
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// What the adapter is and what the device was given.
+    pub fn adapter(&self) -> &AdapterReport {
+        &self.report
+    }
+
+    /// The reduction the kernels use on this device.
+    pub fn reduce_strategy(&self) -> ReduceStrategy {
+        self.launch.reduce
+    }
+
+    /// The storage binding size chunks are cut to, in bytes.
+    pub fn binding_bytes(&self) -> u64 {
+        self.launch.binding_bytes
+    }
+
+    /// How many pipelines this context has built (each key is built once).
+    pub fn pipeline_builds(&self) -> usize {
+        self.pipelines.builds()
+    }
+
+    /// `Err(DeviceLost)` if the device has been lost.
+    pub(crate) fn check_lost(&self) -> Result<()> {
+        match &*self.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(reason) => Err(Error::DeviceLost {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}

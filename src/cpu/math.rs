@@ -1,0 +1,214 @@
+//! Branch-free `f32` transcendental functions that the compiler can vectorise.
+//!
+//! `std`'s `exp` and `ln` are calls into libm, one element at a time; a loss that needs an
+//! exponential per element (the logistic family) would then run at a fraction of memory
+//! bandwidth. These are the classic Cephes single-precision algorithms (range reduction and a
+//! minimax polynomial, about 1 ulp), written with selects instead of branches so that a loop
+//! over lanes becomes SIMD code. Every special value follows IEEE: NaN in gives NaN out,
+//! `exp(+inf) = +inf`, `exp(-inf) = 0`, `ln(0) = -inf`, `ln(x < 0) = NaN`.
+
+/// Rounds to the nearest integer and also returns it as an `i32` read from the bits (valid for
+/// `|x| < 2^22`): adding 1.5·2^23 pushes the fraction out of the mantissa.
+#[inline(always)]
+fn round_with_int(x: f32) -> (f32, i32) {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let t = x + MAGIC;
+    (t - MAGIC, t.to_bits() as i32 - MAGIC.to_bits() as i32)
+}
+
+/// `2^n` for `n` in `[-126, 127]`, from the exponent bits.
+#[inline(always)]
+fn pow2i(n: i32) -> f32 {
+    f32::from_bits(((n + 127) as u32) << 23)
+}
+
+/// `e^x`, about 1 ulp; gradual underflow below `-87.3`, `+inf` above `88.72`.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Clamp where the result is already 0 or inf; the comparisons let NaN through.
+    let xc = if x < -104.0 {
+        -104.0
+    } else if x > 89.0 {
+        89.0
+    } else {
+        x
+    };
+    let (n, ni) = round_with_int(xc * LOG2E);
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    // Scale by 2^n in two steps so that n in [-150, 128] neither wraps nor loses subnormals.
+    let n1 = ni >> 1;
+    y * pow2i(n1) * pow2i(ni - n1)
+}
+
+/// Natural logarithm, about 1 ulp, subnormal inputs included.
+#[inline(always)]
+pub fn ln(x: f32) -> f32 {
+    const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    // Scale subnormals into the normal range first.
+    let tiny = x < f32::MIN_POSITIVE;
+    let xs = if tiny { x * 8_388_608.0 } else { x }; // 2^23
+    let bits = xs.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    if tiny {
+        e -= 23;
+    }
+    // Mantissa in [0.5, 1), then shifted to [sqrt(1/2), sqrt(2)) - 1.
+    let m0 = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+    let small = m0 < SQRT_HALF;
+    let e = if small { e - 1 } else { e } as f32;
+    let m = if small { m0 + m0 - 1.0 } else { m0 - 1.0 };
+    let z = m * m;
+    let mut p = 7.037_683_6e-2_f32;
+    p = p * m - 1.151_461e-1;
+    p = p * m + 1.167_699_9e-1;
+    p = p * m - 1.242_014_1e-1;
+    p = p * m + 1.424_932_3e-1;
+    p = p * m - 1.666_805_8e-1;
+    p = p * m + 2.000_071_4e-1;
+    p = p * m - 2.499_999_4e-1;
+    p = p * m + 3.333_333e-1;
+    let mut y = p * m * z;
+    y += e * -2.121_944_4e-4;
+    y -= 0.5 * z;
+    let r = m + y + e * 0.693_359_4;
+    // IEEE special values.
+    if x == 0.0 {
+        f32::NEG_INFINITY
+    } else if x == f32::INFINITY {
+        f32::INFINITY
+    } else if x < 0.0 || x.is_nan() {
+        f32::NAN
+    } else {
+        r
+    }
+}
+
+/// `ln(1 + t)`, accurate for small `t` (the Goldberg trick: the rounding error of `1 + t`
+/// cancels in `t / ((1 + t) - 1)`).
+#[inline(always)]
+pub fn ln_1p(t: f32) -> f32 {
+    let u = 1.0 + t;
+    let d = u - 1.0;
+    if d == 0.0 {
+        t
+    } else if u == f32::INFINITY {
+        u
+    } else {
+        ln(u) * (t / d)
+    }
+}
+
+/// `x^p` for `x >= 0` and `p >= 0`, with `x^0 = 1` (also at `x = 0`).
+#[inline(always)]
+pub fn pow_nonneg(x: f32, p: f32) -> f32 {
+    if p == 0.0 {
+        1.0
+    } else {
+        exp(p * ln(x))
+    }
+}
+
+/// `sign(x)` as PyTorch's `sgn` for reals: 0 at 0 and at NaN.
+#[inline(always)]
+pub fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// `|x|` (a bit operation: vectorises, keeps NaN).
+#[inline(always)]
+pub fn abs(x: f32) -> f32 {
+    f32::from_bits(x.to_bits() & 0x7fff_ffff)
+}
+
+/// `max(x, 0)` that keeps NaN, as `torch.clamp(x, min=0)` does.
+#[inline(always)]
+pub fn relu(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f32, b: f64) -> f64 {
+        let b32 = b as f32;
+        if a == b32 {
+            return 0.0;
+        }
+        let ulp = (f32::from_bits(b32.abs().to_bits() + 1) - b32.abs()) as f64;
+        (a as f64 - b).abs() / ulp
+    }
+
+    #[test]
+    fn exp_is_within_two_ulps_over_its_range() {
+        let mut worst = 0.0f64;
+        let mut x = -103.0f32;
+        while x < 88.7 {
+            let want = (x as f64).exp();
+            if want > f32::MIN_POSITIVE as f64 {
+                worst = worst.max(ulps(exp(x), want));
+            }
+            x += 0.001_7;
+        }
+        assert!(worst <= 2.0, "exp: worst error {worst} ulps");
+    }
+
+    #[test]
+    fn ln_is_within_two_ulps_including_subnormals() {
+        let mut worst = 0.0f64;
+        let mut x = 1e-44f32;
+        while x < 3e38 {
+            worst = worst.max(ulps(ln(x), (x as f64).ln()));
+            x *= 1.000_37;
+        }
+        assert!(worst <= 2.0, "ln: worst error {worst} ulps");
+    }
+
+    #[test]
+    fn ln_1p_is_accurate_near_zero() {
+        for &t in &[1e-30f32, 1e-10, 1e-7, 3e-4, 0.1, 0.5, 1.0, 7.0, 1e10] {
+            let want = (t as f64).ln_1p();
+            assert!(ulps(ln_1p(t), want) <= 2.0, "ln_1p({t}) = {}", ln_1p(t));
+        }
+    }
+
+    #[test]
+    fn special_values_follow_ieee() {
+        assert!(exp(f32::NAN).is_nan());
+        assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(89.0), f32::INFINITY);
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(ln(0.0), f32::NEG_INFINITY);
+        assert_eq!(ln(f32::INFINITY), f32::INFINITY);
+        assert!(ln(-1.0).is_nan());
+        assert!(ln(f32::NAN).is_nan());
+        assert_eq!(ln(1.0), 0.0);
+        assert_eq!(ln_1p(f32::INFINITY), f32::INFINITY);
+        assert!(ln_1p(f32::NAN).is_nan());
+        assert_eq!(pow_nonneg(0.0, 0.0), 1.0);
+        assert_eq!(pow_nonneg(0.0, 1.5), 0.0);
+        assert_eq!(sign(f32::NAN), 0.0);
+        assert!(relu(f32::NAN).is_nan());
+    }
+}

@@ -1,0 +1,205 @@
+//! Dispatch planning shared by every kernel family: chunks of at most one storage binding,
+//! grids of at most `max_per_dimension` workgroups a side, and the per-dispatch uniforms.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::context::Launch;
+use crate::error::{Error, Operand, Result};
+
+/// `launch.wgsl`'s `LaunchParams`: one per dispatch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct LaunchParams {
+    pub n: u32,
+    pub partial_base: u32,
+    pub col_base: u32,
+    pub cols: u32,
+    pub grad_scale: f32,
+    pub divisor: f32,
+    pub _pad: [u32; 2],
+    pub options: [f32; 4],
+}
+
+/// One dispatch of a grid-stride kernel over elements `start .. start + len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkDispatch {
+    pub start: u64,
+    pub len: u64,
+    /// Workgroups in x and y; the kernel numbers them `x + y * grid[0]`.
+    pub grid: [u32; 2],
+    /// Index of this chunk's first per-workgroup partial.
+    pub partial_base: u32,
+}
+
+impl ChunkDispatch {
+    pub fn groups(&self) -> u32 {
+        self.grid[0] * self.grid[1]
+    }
+}
+
+/// A grid of at least `groups` workgroups with no side past `max_per_dimension`.
+pub(crate) fn grid_for(groups: u32, max_per_dimension: u32) -> [u32; 2] {
+    let rows = groups.div_ceil(max_per_dimension);
+    [groups.div_ceil(rows), rows]
+}
+
+/// Cuts `n` elements of `elem_bytes` each into chunks of at most one binding, and gives each
+/// chunk its grid: enough workgroups to cover it, at most `max_workgroups`.
+pub(crate) fn plan_chunks(launch: &Launch, n: u64, elem_bytes: u64) -> Vec<ChunkDispatch> {
+    let per_chunk = launch.binding_bytes / elem_bytes;
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut partial_base = 0u32;
+    while start < n {
+        let len = per_chunk.min(n - start);
+        let wanted = len.div_ceil(launch.workgroup_size as u64);
+        let groups = wanted.min(launch.max_workgroups as u64) as u32;
+        let grid = grid_for(groups, launch.max_per_dimension);
+        let chunk = ChunkDispatch {
+            start,
+            len,
+            grid,
+            partial_base,
+        };
+        partial_base += chunk.groups();
+        chunks.push(chunk);
+        start += len;
+    }
+    chunks
+}
+
+/// One uniform buffer holding a [`LaunchParams`] slot per dispatch, written once.
+pub(crate) struct UniformSlots {
+    pub buffer: wgpu::Buffer,
+    stride: u64,
+}
+
+impl UniformSlots {
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, launch: &Launch, slots: &[LaunchParams]) -> Self {
+        let stride = (std::mem::size_of::<LaunchParams>() as u64).next_multiple_of(launch.uniform_align);
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgloss launch params"),
+            size: stride * slots.len().max(1) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut bytes = vec![0u8; (stride * slots.len() as u64) as usize];
+        for (i, slot) in slots.iter().enumerate() {
+            let at = i * stride as usize;
+            bytes[at..at + std::mem::size_of::<LaunchParams>()].copy_from_slice(bytemuck::bytes_of(slot));
+        }
+        queue.write_buffer(&buffer, 0, &bytes);
+        UniformSlots { buffer, stride }
+    }
+
+    /// The binding of slot `i`.
+    pub fn binding(&self, i: usize) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.stride * i as u64,
+            size: wgpu::BufferSize::new(std::mem::size_of::<LaunchParams>() as u64),
+        })
+    }
+}
+
+/// A place in a caller's buffer: the engine-level API reads operands from and writes results
+/// to such ranges. The offset must be a multiple of the device's
+/// `min_storage_buffer_offset_alignment` (256 bytes on most GPUs) and the buffer must have
+/// `BufferUsages::STORAGE`.
+#[derive(Clone, Copy, Debug)]
+pub struct BufferRange<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of the first element.
+    pub offset: u64,
+}
+
+impl<'a> BufferRange<'a> {
+    /// `buffer` from byte `offset` on.
+    pub fn new(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        BufferRange { buffer, offset }
+    }
+
+    /// Checks that `bytes` fit from the offset, that the offset is aligned and that the buffer
+    /// can be bound as storage.
+    pub(crate) fn check(&self, operand: Operand, bytes: u64, align: u64) -> Result<()> {
+        let problem = |problem: String| Err(Error::Buffer { operand, problem });
+        if !self.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return problem("the buffer lacks BufferUsages::STORAGE".into());
+        }
+        if self.offset % align != 0 {
+            return problem(format!(
+                "offset {} is not a multiple of the device's storage offset alignment {align}",
+                self.offset
+            ));
+        }
+        if self.offset + bytes > self.buffer.size() {
+            return problem(format!(
+                "needs {bytes} bytes from offset {}, but the buffer has {} bytes",
+                self.offset,
+                self.buffer.size()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The binding of `bytes` bytes starting `skip` bytes after the offset.
+    pub(crate) fn binding(&self, skip: u64, bytes: u64) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset + skip,
+            size: wgpu::BufferSize::new(bytes),
+        })
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for BufferRange<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Self {
+        BufferRange { buffer, offset: 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::pipelines::ReduceStrategy;
+
+    fn launch(binding_bytes: u64, max_workgroups: u32) -> Launch {
+        Launch {
+            workgroup_size: 256,
+            max_workgroups,
+            max_per_dimension: 65_535,
+            binding_bytes,
+            storage_align: 256,
+            uniform_align: 256,
+            reduce: ReduceStrategy::SharedTree,
+        }
+    }
+
+    #[test]
+    fn chunks_cover_every_element_once_at_aligned_offsets() {
+        let l = launch(1 << 20, 64);
+        let n = 3 * (1 << 18) + 77;
+        let chunks = plan_chunks(&l, n, 4);
+        assert_eq!(chunks.len(), 4);
+        let mut next = 0;
+        for c in &chunks {
+            assert_eq!(c.start, next);
+            assert_eq!((c.start * 4) % 256, 0);
+            assert!(c.len * 4 <= 1 << 20);
+            next += c.len;
+        }
+        assert_eq!(next, n);
+        assert_eq!(chunks[1].partial_base, chunks[0].groups());
+    }
+
+    #[test]
+    fn grids_past_65535_workgroups_become_2d() {
+        assert_eq!(grid_for(10, 65_535), [10, 1]);
+        let g = grid_for(200_000, 65_535);
+        assert!(g[0] <= 65_535 && g[1] > 1 && g[0] * g[1] >= 200_000);
+        let l = launch(1 << 30, 1 << 20);
+        let c = plan_chunks(&l, 256 * 100_000, 4);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].grid[1] > 1 && c[0].groups() >= 100_000);
+    }
+}

@@ -1,0 +1,11 @@
+//! The GPU path: pipeline keys and cache, dispatch planning (chunks, grids), the engine-level
+//! API of each family, and the convenience level built on it.
+
+pub mod elementwise;
+mod host;
+pub mod launch;
+pub mod pipelines;
+
+pub use elementwise::{BoundElementwise, ElementwiseBuffers, ElementwisePlan};
+pub use launch::BufferRange;
+pub use pipelines::{ElementwiseVariant, Kernel, PipelineKey, ReduceStrategy};

@@ -1,0 +1,289 @@
+//! Pipelines: typed keys, the shader composition behind each key, and the cache that builds a
+//! pipeline once per key.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::spec::elementwise::{AuxInput, CustomLoss, ElementwiseKind};
+
+/// The WGSL files, one per concern; see [`compose`] for how a kernel is assembled.
+pub mod sources {
+    pub const REDUCE_TREE: &str = include_str!("../../shaders/reduce_tree.wgsl");
+    pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
+    pub const LAUNCH: &str = include_str!("../../shaders/launch.wgsl");
+    pub const MATH: &str = include_str!("../../shaders/math.wgsl");
+    pub const FINAL_SUM: &str = include_str!("../../shaders/final_sum.wgsl");
+    pub const STREAM_ADD: &str = include_str!("../../shaders/stream_add.wgsl");
+    pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+    pub const ELEMENTWISE_LOSSES: &str = include_str!("../../shaders/elementwise_losses.wgsl");
+
+    /// Every file, by name: what the naga test validates.
+    pub const ALL: &[(&str, &str)] = &[
+        ("reduce_tree.wgsl", REDUCE_TREE),
+        ("reduce_subgroup.wgsl", REDUCE_SUBGROUP),
+        ("launch.wgsl", LAUNCH),
+        ("math.wgsl", MATH),
+        ("final_sum.wgsl", FINAL_SUM),
+        ("stream_add.wgsl", STREAM_ADD),
+        ("elementwise.wgsl", ELEMENTWISE),
+        ("elementwise_losses.wgsl", ELEMENTWISE_LOSSES),
+    ];
+}
+
+/// How a workgroup adds up its values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceStrategy {
+    /// `subgroupAdd`, then one shared slot per subgroup (needs `Features::SUBGROUP`).
+    Subgroup,
+    /// A shared-memory tree: works everywhere.
+    SharedTree,
+}
+
+/// What selects the code of an elementwise kernel: the loss kind and which operands exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ElementwiseVariant {
+    pub loss: ElementwiseKind,
+    /// Mean/sum (partials) rather than none (per-element losses).
+    pub reduced: bool,
+    pub target: bool,
+    pub weight: bool,
+    pub aux: AuxInput,
+    pub grad_output: bool,
+    pub write_grad: bool,
+    pub write_grad_aux: bool,
+}
+
+/// Which kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// The elementwise template with one loss plugged in.
+    Elementwise(ElementwiseVariant),
+    /// The final tree over per-workgroup partials.
+    FinalSum,
+    /// `c = a + b`: the bandwidth baseline of the benchmarks.
+    StreamAdd,
+}
+
+/// The identity of a compute pipeline: a pipeline is built once per key and context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub kernel: Kernel,
+    pub workgroup_size: u32,
+    pub reduce: ReduceStrategy,
+}
+
+/// The kind of one binding of a kernel's bind group 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingKind {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+impl Kernel {
+    /// The bindings of group 0, in binding order (the kernel's WGSL declares the same).
+    pub fn bindings(&self) -> &'static [BindingKind] {
+        use BindingKind::*;
+        match self {
+            // launch, input, target, weight, aux, grad_output, grad_input, grad_aux, outputs
+            Kernel::Elementwise(_) => &[Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+            // launch, partials, result
+            Kernel::FinalSum => &[Uniform, Read, ReadWrite],
+            // launch, a, b, c
+            Kernel::StreamAdd => &[Uniform, Read, Read, ReadWrite],
+        }
+    }
+}
+
+impl PipelineKey {
+    /// The entry point of the kernel.
+    pub fn entry_point(&self) -> &'static str {
+        match self.kernel {
+            Kernel::Elementwise(_) => "elementwise",
+            Kernel::FinalSum => "final_sum",
+            Kernel::StreamAdd => "stream_add",
+        }
+    }
+
+    /// The override constants of the kernel.
+    pub fn constants(&self) -> Vec<(&'static str, f64)> {
+        let b = |v: bool| if v { 1.0 } else { 0.0 };
+        let mut c = vec![("WORKGROUP_SIZE", self.workgroup_size as f64)];
+        if let Kernel::Elementwise(v) = self.kernel {
+            c.extend([
+                ("REDUCED", b(v.reduced)),
+                ("HAS_TARGET", b(v.target)),
+                ("HAS_WEIGHT", b(v.weight)),
+                (
+                    "AUX_MODE",
+                    match v.aux {
+                        AuxInput::None => 0.0,
+                        AuxInput::Var => 1.0,
+                        AuxInput::PosWeight => 2.0,
+                    },
+                ),
+                ("HAS_GRAD_OUTPUT", b(v.grad_output)),
+                ("WRITE_GRAD", b(v.write_grad)),
+                ("WRITE_GRAD_AUX", b(v.write_grad_aux)),
+            ]);
+        }
+        c
+    }
+}
+
+/// The WGSL function of a built-in loss in `elementwise_losses.wgsl`.
+fn builtin_wgsl_fn(kind: ElementwiseKind) -> &'static str {
+    match kind {
+        ElementwiseKind::Mse => "mse_terms",
+        ElementwiseKind::L1 => "l1_terms",
+        ElementwiseKind::Huber => "huber_terms",
+        ElementwiseKind::SmoothL1 => "smooth_l1_terms",
+        ElementwiseKind::Msle => "msle_terms",
+        ElementwiseKind::LogCosh => "log_cosh_terms",
+        ElementwiseKind::Cauchy => "cauchy_terms",
+        ElementwiseKind::PoissonNll => "poisson_nll_terms",
+        ElementwiseKind::GaussianNll => "gaussian_nll_terms",
+        ElementwiseKind::Bce => "bce_terms",
+        ElementwiseKind::BceWithLogits => "bce_with_logits_terms",
+        ElementwiseKind::SigmoidFocal => "sigmoid_focal_terms",
+        ElementwiseKind::Hinge => "hinge_terms",
+        ElementwiseKind::SquaredHinge => "squared_hinge_terms",
+        ElementwiseKind::SoftMargin => "soft_margin_terms",
+        ElementwiseKind::L1Penalty => "l1_penalty_terms",
+        ElementwiseKind::L2Penalty => "l2_penalty_terms",
+        ElementwiseKind::Custom(_) => "custom_terms",
+    }
+}
+
+/// The full WGSL source of a kernel: the reduction, the launch parameters, the math library,
+/// the kernel template, and for an elementwise kernel the loss math and the one-line
+/// `loss_terms` that selects it. `custom` must be given for a custom loss.
+pub fn compose(key: &PipelineKey, custom: Option<&CustomLoss>) -> Result<String> {
+    let reduce = match key.reduce {
+        ReduceStrategy::Subgroup => sources::REDUCE_SUBGROUP,
+        ReduceStrategy::SharedTree => sources::REDUCE_TREE,
+    };
+    let mut src = String::with_capacity(16 * 1024);
+    for part in [reduce, sources::LAUNCH, sources::MATH] {
+        src.push_str(part);
+        src.push('\n');
+    }
+    match key.kernel {
+        Kernel::FinalSum => src.push_str(sources::FINAL_SUM),
+        Kernel::StreamAdd => src.push_str(sources::STREAM_ADD),
+        Kernel::Elementwise(v) => {
+            src.push_str(sources::ELEMENTWISE);
+            src.push('\n');
+            match v.loss {
+                ElementwiseKind::Custom(id) => {
+                    let custom = custom.filter(|c| c.id == id).ok_or_else(|| Error::Shader {
+                        label: "custom loss".into(),
+                        message: "the custom loss of this pipeline key was not given".into(),
+                    })?;
+                    src.push_str("// The user's loss.\n");
+                    src.push_str(custom.wgsl());
+                    src.push_str(
+                        "\nfn custom_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {\n    \
+                         return Terms(custom_value(x, y), custom_grad(x, y), 0.0);\n}\n",
+                    );
+                }
+                _ => src.push_str(sources::ELEMENTWISE_LOSSES),
+            }
+            src.push_str(&format!(
+                "\nfn loss_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {{\n    return {}(x, y, a, o);\n}}\n",
+                builtin_wgsl_fn(v.loss)
+            ));
+        }
+    }
+    Ok(src)
+}
+
+/// Builds each pipeline once per key; counts the builds (a test checks that the count does
+/// not grow when the same loss is prepared again).
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    map: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    builds: AtomicUsize,
+}
+
+impl PipelineCache {
+    pub(crate) fn builds(&self) -> usize {
+        self.builds.load(Ordering::Relaxed)
+    }
+
+    /// The pipeline of `key`, built (under an error scope, so that a bad shader is an
+    /// [`Error`], not a panic) on first use.
+    pub(crate) fn get(
+        &self,
+        device: &wgpu::Device,
+        key: &PipelineKey,
+        custom: Option<&CustomLoss>,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = map.get(key) {
+            return Ok(p.clone());
+        }
+        let label = format!("wgloss {:?}", key.kernel);
+        let source = compose(key, custom)?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        // An explicit layout: the same bindings whatever the overrides switch off.
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = key
+            .kernel
+            .bindings()
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match kind {
+                        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
+                        BindingKind::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        BindingKind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &entries,
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&group_layout)],
+            immediate_size: 0,
+        });
+        let constants = key.constants();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(key.entry_point()),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                // Every workgroup variable is written before it is read.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                label,
+                message: e.to_string(),
+            });
+        }
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        let pipeline = Arc::new(pipeline);
+        map.insert(*key, pipeline.clone());
+        Ok(pipeline)
+    }
+}
