@@ -154,13 +154,15 @@ fn sigmoid_focal_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
 }
 
 fn hinge_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
+    // As torch.clamp(t, min=0): the gradient passes where t >= 0; a NaN target still poisons it.
     let t = o.x - x * y;
-    return terms(relu_f(t), select(0.0, -y, t > 0.0));
+    return terms(relu_f(t), -y * select(0.0, 1.0, t >= 0.0));
 }
 
 fn squared_hinge_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
-    let h = relu_f(o.x - x * y);
-    return terms(h * h, -2.0 * y * h);
+    let t = o.x - x * y;
+    let h = relu_f(t);
+    return terms(h * h, -y * select(0.0, 2.0 * h, t >= 0.0));
 }
 
 fn soft_margin_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {

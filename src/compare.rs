@@ -137,7 +137,9 @@ mod tests {
     #[test]
     fn reports_the_first_mismatch_and_the_count() {
         let t = Tolerance::new(0.0, 0.1);
-        let m = t.check(&[1.0f32, 2.0, 3.5, 4.5], &[1.0f32, 2.05, 3.0, 4.0]).unwrap_err();
+        let m = t
+            .check(&[1.0f32, 2.0, 3.5, 4.5], &[1.0f32, 2.05, 3.0, 4.0])
+            .unwrap_err();
         assert_eq!(m.index, 2);
         assert_eq!(m.failures, 2);
         assert!(m.to_string().contains("element 2 of 4"));
@@ -147,6 +149,8 @@ mod tests {
 
     #[test]
     fn length_mismatch_fails() {
-        assert!(Tolerance::new(1.0, 1.0).check(&[1.0f32], &[1.0f32, 2.0]).is_err());
+        assert!(Tolerance::new(1.0, 1.0)
+            .check(&[1.0f32], &[1.0f32, 2.0])
+            .is_err());
     }
 }

@@ -9,8 +9,9 @@ use crate::gpu::pipelines::{PipelineCache, ReduceStrategy};
 /// How a [`Context`] is created and how it launches kernels.
 #[derive(Clone, Debug)]
 pub struct ContextOptions {
-    /// Backends to search (default: `WGPU_BACKEND` from the environment, else all).
-    pub backends: wgpu::Backends,
+    /// Backends to search (default: `WGPU_BACKEND` from the environment; else Vulkan, Metal
+    /// and DX12 first, and GL only when none of them offers an adapter).
+    pub backends: Option<wgpu::Backends>,
     /// Which adapter to prefer when there are several GPUs.
     pub power_preference: wgpu::PowerPreference,
     /// Use subgroup operations for reductions where the adapter has them (default true);
@@ -29,7 +30,7 @@ pub struct ContextOptions {
 impl Default for ContextOptions {
     fn default() -> Self {
         ContextOptions {
-            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            backends: wgpu::Backends::from_env(),
             power_preference: wgpu::PowerPreference::HighPerformance,
             subgroups: true,
             workgroup_size: 256,
@@ -177,18 +178,26 @@ impl Context {
 
     /// The asynchronous form of [`Context::with_options`].
     pub async fn new_async(options: ContextOptions) -> Result<Self> {
-        let instance = new_instance(options.backends);
-        let mut adapters = instance.enumerate_adapters(options.backends).await;
-        adapters.retain(|a| {
-            a.get_downlevel_capabilities()
-                .flags
-                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-        });
-        adapters.sort_by_key(|a| std::cmp::Reverse(rank(a, options.power_preference)));
-        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
-            backends: format!("{:?}", options.backends),
-        })?;
-        Self::from_adapter(&adapter, options).await
+        let searches = match options.backends {
+            Some(b) => vec![b],
+            None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::SECONDARY],
+        };
+        for backends in &searches {
+            let instance = new_instance(*backends);
+            let mut adapters = instance.enumerate_adapters(*backends).await;
+            adapters.retain(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            });
+            adapters.sort_by_key(|a| std::cmp::Reverse(rank(a, options.power_preference)));
+            if let Some(adapter) = adapters.into_iter().next() {
+                return Self::from_adapter(&adapter, options).await;
+            }
+        }
+        Err(Error::NoAdapter {
+            backends: format!("{searches:?}"),
+        })
     }
 
     /// A context on a given adapter, with its full limits and the features wgloss uses.
@@ -209,7 +218,8 @@ impl Context {
         let lost = Arc::new(Mutex::new(None));
         let flag = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
-            *flag.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {message}"));
+            *flag.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("{reason:?}: {message}"));
         });
         Self::build(device, queue, adapter.get_info(), options, lost)
     }

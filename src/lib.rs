@@ -26,9 +26,9 @@
 //! # Ok(()) }
 //! ```
 
-pub mod cpu;
 pub mod compare;
 mod context;
+pub mod cpu;
 mod error;
 pub mod gpu;
 mod output;
@@ -36,7 +36,9 @@ pub mod spec;
 
 pub use context::{enumerate_adapters, AdapterReport, Context, ContextOptions};
 pub use error::{Error, Operand, Result};
-pub use gpu::{BoundElementwise, BufferRange, ElementwiseBuffers, ElementwisePlan, PipelineKey, ReduceStrategy};
+pub use gpu::{
+    BoundElementwise, BufferRange, ElementwiseBuffers, ElementwisePlan, PipelineKey, ReduceStrategy,
+};
 pub use output::{LossOutput, LossValue};
 pub use spec::elementwise::{
     AuxInput, CustomLoss, CustomLossId, ElementwiseKind, ElementwiseLayout, ElementwiseLoss,

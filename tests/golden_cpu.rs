@@ -14,7 +14,10 @@ use wgloss::{cpu, LossValue, Operands};
 
 fn check(case: &Case, key: &str, actual: &[f32]) -> Result<(), String> {
     let expected = &case.expected[key];
-    let scale = expected.data.iter().fold(0.0f64, |m, v| if v.is_finite() { m.max(v.abs()) } else { m });
+    let scale = expected.data.iter().fold(
+        0.0f64,
+        |m, v| if v.is_finite() { m.max(v.abs()) } else { m },
+    );
     let tol = Tolerance::new(2e-6, 1e-6 * scale.max(1e-3));
     tol.check(actual, &expected.data)
         .map(|_| ())
@@ -25,7 +28,11 @@ fn check(case: &Case, key: &str, actual: &[f32]) -> Result<(), String> {
 fn cpu_matches_every_elementwise_golden_case() {
     let golden = load_golden("elementwise.json");
     assert!(golden.oracle.starts_with("PyTorch"), "{}", golden.oracle);
-    assert_eq!(golden.cases.len(), 358, "the golden file changed: update this count");
+    assert_eq!(
+        golden.cases.len(),
+        358,
+        "the golden file changed: update this count"
+    );
     let mut failures = Vec::new();
     for case in &golden.cases {
         let spec = case.elementwise_spec();
@@ -69,5 +76,10 @@ fn cpu_matches_every_elementwise_golden_case() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

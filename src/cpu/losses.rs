@@ -208,14 +208,19 @@ pub fn sigmoid_focal(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
 
 #[inline(always)]
 pub fn hinge(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
+    // As torch.clamp(t, min=0): the gradient passes where t >= 0, and a NaN target still
+    // poisons it (the mask multiplies -y).
     let t = p[0] - x * y;
-    terms(relu(t), if t > 0.0 { -y } else { 0.0 })
+    let pass = if t >= 0.0 { 1.0 } else { 0.0 };
+    terms(relu(t), -y * pass)
 }
 
 #[inline(always)]
 pub fn squared_hinge(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
-    let h = relu(p[0] - x * y);
-    terms(h * h, -2.0 * y * h)
+    let t = p[0] - x * y;
+    let h = relu(t);
+    let dh = if t >= 0.0 { 2.0 * h } else { 0.0 };
+    terms(h * h, -y * dh)
 }
 
 #[inline(always)]

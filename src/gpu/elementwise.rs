@@ -154,7 +154,10 @@ impl Context {
             .pipelines
             .get(&self.device, &key(Kernel::Elementwise(variant)), custom)?;
         let finish = if reduced {
-            Some(self.pipelines.get(&self.device, &key(Kernel::FinalSum), None)?)
+            Some(
+                self.pipelines
+                    .get(&self.device, &key(Kernel::FinalSum), None)?,
+            )
         } else {
             None
         };
@@ -254,7 +257,10 @@ impl ElementwisePlan {
                 + l.write_grad as u64 * (1 + loss.has_grad_var() as u64)
                 + !self.spec.reduction.is_reduced() as u64);
         let side = l.pos_weight_len.unwrap_or(0) as u64 * F32;
-        let partials = self.partials.as_ref().map_or(0, |_| 2 * self.total_partials as u64 * F32 + F32);
+        let partials = self
+            .partials
+            .as_ref()
+            .map_or(0, |_| 2 * self.total_partials as u64 * F32 + F32);
         per_element * l.len + side + partials
     }
 
@@ -271,7 +277,11 @@ impl ElementwisePlan {
         let align = self.storage_align;
         let reduced = self.spec.reduction.is_reduced();
         // (operand, range, required, element-aligned)
-        let expect = |operand: Operand, range: Option<BufferRange<'_>>, wanted: bool, bytes: u64| -> Result<()> {
+        let expect = |operand: Operand,
+                      range: Option<BufferRange<'_>>,
+                      wanted: bool,
+                      bytes: u64|
+         -> Result<()> {
             match (range, wanted) {
                 (Some(r), true) => r.check(operand, bytes, align),
                 (None, false) => Ok(()),
@@ -286,18 +296,40 @@ impl ElementwisePlan {
         let has_var = self.spec.loss.aux_input() == AuxInput::Var;
         let pos_cols = l.pos_weight_len.unwrap_or(0) as u64;
         bufs.input.check(Operand::Input, n_bytes, align)?;
-        expect(Operand::Target, bufs.target, self.spec.loss.takes_target(), n_bytes)?;
+        expect(
+            Operand::Target,
+            bufs.target,
+            self.spec.loss.takes_target(),
+            n_bytes,
+        )?;
         expect(Operand::Weight, bufs.weight, l.weight, n_bytes)?;
-        expect(Operand::PosWeight, bufs.pos_weight, l.pos_weight_len.is_some(), pos_cols * F32)?;
+        expect(
+            Operand::PosWeight,
+            bufs.pos_weight,
+            l.pos_weight_len.is_some(),
+            pos_cols * F32,
+        )?;
         expect(Operand::Var, bufs.var, has_var, n_bytes)?;
-        expect(Operand::GradOutput, bufs.grad_output, l.grad_output, n_bytes)?;
+        expect(
+            Operand::GradOutput,
+            bufs.grad_output,
+            l.grad_output,
+            n_bytes,
+        )?;
         expect(Operand::GradInput, bufs.grad_input, l.write_grad, n_bytes)?;
-        expect(Operand::GradVar, bufs.grad_var, l.write_grad && self.spec.loss.has_grad_var(), n_bytes)?;
-        bufs.loss.check(Operand::Loss, if reduced { F32 } else { n_bytes }, align)?;
+        expect(
+            Operand::GradVar,
+            bufs.grad_var,
+            l.write_grad && self.spec.loss.has_grad_var(),
+            n_bytes,
+        )?;
+        bufs.loss
+            .check(Operand::Loss, if reduced { F32 } else { n_bytes }, align)?;
 
         let layout0 = self.main.get_bind_group_layout(0);
         let read = |r, skip, bytes| or_placeholder(r, &self.placeholder_read, skip, bytes);
-        let write = |r, skip, bytes, i: usize| or_placeholder(r, &self.placeholder_write[i], skip, bytes);
+        let write =
+            |r, skip, bytes, i: usize| or_placeholder(r, &self.placeholder_write[i], skip, bytes);
         let partials_bytes = self.total_partials as u64 * F32;
         let chunks = self
             .chunks

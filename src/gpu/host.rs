@@ -22,7 +22,11 @@ impl Context {
 
     /// The asynchronous form of [`Context::compute`]: the returned future resolves when the
     /// results have been read back.
-    pub async fn compute_async(&self, spec: &ElementwiseSpec, ops: &Operands<'_>) -> Result<LossOutput> {
+    pub async fn compute_async(
+        &self,
+        spec: &ElementwiseSpec,
+        ops: &Operands<'_>,
+    ) -> Result<LossOutput> {
         let layout = ops.validate(spec)?;
         let label = format!("wgloss {}", spec.loss.name());
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -30,11 +34,12 @@ impl Context {
 
         let n = ops.input.len();
         let upload = |name: &str, data: &[f32]| {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(name),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::STORAGE,
-            })
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(name),
+                    contents: bytemuck::cast_slice(data),
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
         };
         let output = |name: &str, len: usize| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -53,7 +58,10 @@ impl Context {
         let loss_len = if spec.reduction.is_reduced() { 1 } else { n };
         let loss = output("wgloss loss", loss_len);
         let grad = output("wgloss grad_input", n);
-        let grad_var = spec.loss.has_grad_var().then(|| output("wgloss grad_var", n));
+        let grad_var = spec
+            .loss
+            .has_grad_var()
+            .then(|| output("wgloss grad_var", n));
 
         let plan = self.prepare_elementwise(spec, layout)?;
         let bound = plan.bind(&ElementwiseBuffers {
@@ -83,7 +91,9 @@ impl Context {
         });
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&label) });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(&label),
+            });
         bound.record(&mut encoder);
         let mut at = 0;
         for (buffer, size) in &sections {

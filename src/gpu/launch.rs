@@ -75,8 +75,14 @@ pub(crate) struct UniformSlots {
 }
 
 impl UniformSlots {
-    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, launch: &Launch, slots: &[LaunchParams]) -> Self {
-        let stride = (std::mem::size_of::<LaunchParams>() as u64).next_multiple_of(launch.uniform_align);
+    pub fn new(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        launch: &Launch,
+        slots: &[LaunchParams],
+    ) -> Self {
+        let stride =
+            (std::mem::size_of::<LaunchParams>() as u64).next_multiple_of(launch.uniform_align);
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgloss launch params"),
             size: stride * slots.len().max(1) as u64,
@@ -86,7 +92,8 @@ impl UniformSlots {
         let mut bytes = vec![0u8; (stride * slots.len() as u64) as usize];
         for (i, slot) in slots.iter().enumerate() {
             let at = i * stride as usize;
-            bytes[at..at + std::mem::size_of::<LaunchParams>()].copy_from_slice(bytemuck::bytes_of(slot));
+            bytes[at..at + std::mem::size_of::<LaunchParams>()]
+                .copy_from_slice(bytemuck::bytes_of(slot));
         }
         queue.write_buffer(&buffer, 0, &bytes);
         UniformSlots { buffer, stride }

@@ -88,7 +88,9 @@ impl Kernel {
         use BindingKind::*;
         match self {
             // launch, input, target, weight, aux, grad_output, grad_input, grad_aux, outputs
-            Kernel::Elementwise(_) => &[Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+            Kernel::Elementwise(_) => &[
+                Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite,
+            ],
             // launch, partials, result
             Kernel::FinalSum => &[Uniform, Read, ReadWrite],
             // launch, a, b, c
@@ -245,7 +247,9 @@ impl PipelineCache {
                     ty: match kind {
                         BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
                         BindingKind::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        BindingKind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                        BindingKind::ReadWrite => {
+                            wgpu::BufferBindingType::Storage { read_only: false }
+                        }
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,

@@ -44,7 +44,11 @@ pub enum ElementwiseLoss {
     Cauchy { scale: f32 },
     /// With `log_input`: `exp(x) - y x`; otherwise `x - y log(x + eps)`. With `full`, adds
     /// Stirling's term `y log y - y + ½ log(2πy)` where `y > 1`. PyTorch `F.poisson_nll_loss`.
-    PoissonNll { log_input: bool, full: bool, eps: f32 },
+    PoissonNll {
+        log_input: bool,
+        full: bool,
+        eps: f32,
+    },
     /// `½ (log v + d² / v)` with `v = max(var, eps)` (+ `½ log 2π` if `full`); gradients for
     /// `input` and `var`. As in PyTorch, the clamp does not stop the gradient of `var`.
     /// `var` must be non-negative. PyTorch `F.gaussian_nll_loss`.
@@ -284,9 +288,7 @@ impl ElementwiseLoss {
             (ElementwiseLoss::SigmoidFocal { alpha, .. }, "alpha") => Some(*alpha = float(value)?),
             (ElementwiseLoss::SigmoidFocal { gamma, .. }, "gamma") => Some(*gamma = float(value)?),
             (ElementwiseLoss::Hinge { margin }, "margin")
-            | (ElementwiseLoss::SquaredHinge { margin }, "margin") => {
-                Some(*margin = float(value)?)
-            }
+            | (ElementwiseLoss::SquaredHinge { margin }, "margin") => Some(*margin = float(value)?),
             (ElementwiseLoss::L1Penalty { lambda }, "lambda")
             | (ElementwiseLoss::L2Penalty { lambda }, "lambda") => Some(*lambda = float(value)?),
             _ => None,
@@ -321,7 +323,12 @@ impl ElementwiseLoss {
                 check("eps", eps, eps >= 0.0, "must be >= 0")
             }
             ElementwiseLoss::SigmoidFocal { alpha, gamma } => {
-                check("alpha", alpha, alpha <= 1.0, "must be <= 1 (< 0 disables it)")?;
+                check(
+                    "alpha",
+                    alpha,
+                    alpha <= 1.0,
+                    "must be <= 1 (< 0 disables it)",
+                )?;
                 check("gamma", gamma, gamma >= 0.0, "must be >= 0")
             }
             ElementwiseLoss::Hinge { margin } | ElementwiseLoss::SquaredHinge { margin } => {
@@ -710,7 +717,12 @@ impl<'a> Operands<'a> {
                     operand: Operand::Target,
                 })
             }
-            (false, Some(_)) => return Err(unexpected(Operand::Target, " (a penalty reads only the input)")),
+            (false, Some(_)) => {
+                return Err(unexpected(
+                    Operand::Target,
+                    " (a penalty reads only the input)",
+                ))
+            }
             (false, None) => {}
         }
         let mut layout = ElementwiseLayout::new(n as u64);
@@ -749,7 +761,10 @@ impl<'a> Operands<'a> {
             }
             (_, Some(_), _) => return Err(unexpected(Operand::Var, " (only gaussian_nll does)")),
             (_, _, Some(_)) => {
-                return Err(unexpected(Operand::PosWeight, " (only bce_with_logits does)"))
+                return Err(unexpected(
+                    Operand::PosWeight,
+                    " (only bce_with_logits does)",
+                ))
             }
             _ => {}
         }
@@ -759,14 +774,20 @@ impl<'a> Operands<'a> {
         }
         layout.validate(spec)?;
         if matches!(spec.loss, ElementwiseLoss::Bce) {
-            if let Some(index) = self.input.iter().position(|&x| !(0.0..=1.0).contains(&x)) {
-                return Err(Error::OutOfDomain {
-                    loss,
-                    operand: Operand::Input,
-                    index,
-                    value: self.input[index],
-                    range: "[0, 1]",
-                });
+            // As PyTorch: both must lie in [0, 1] (NaN does not).
+            for (operand, values) in [
+                (Operand::Input, self.input),
+                (Operand::Target, self.target.unwrap_or(&[])),
+            ] {
+                if let Some(index) = values.iter().position(|v| !(0.0..=1.0).contains(v)) {
+                    return Err(Error::OutOfDomain {
+                        loss,
+                        operand,
+                        index,
+                        value: values[index],
+                        range: "[0, 1]",
+                    });
+                }
             }
         }
         Ok(layout)

@@ -135,15 +135,23 @@ pub fn data_for(loss: &ElementwiseLoss, n: usize, seed: u64) -> Data {
             "msle" => (r.random::<f32>() * 5.0, r.random::<f32>() * 5.0),
             "poisson_nll" => {
                 let log_input = loss.params()[0] != 0.0;
-                let x = if log_input { normal(1.0, &mut r) } else { r.random::<f32>() * 4.0 + 0.01 };
+                let x = if log_input {
+                    normal(1.0, &mut r)
+                } else {
+                    r.random::<f32>() * 4.0 + 0.01
+                };
                 (x, (r.random::<f32>() * 6.0).floor())
             }
-            "bce" => (r.random::<f32>() * 0.98 + 0.01, (r.random::<f32>() > 0.5) as u8 as f32),
+            "bce" => (
+                r.random::<f32>() * 0.98 + 0.01,
+                (r.random::<f32>() > 0.5) as u8 as f32,
+            ),
             "bce_with_logits" => (normal(3.0, &mut r), r.random::<f32>()),
             "sigmoid_focal" => (normal(2.0, &mut r), (r.random::<f32>() > 0.5) as u8 as f32),
-            "hinge" | "squared_hinge" | "soft_margin" => {
-                (normal(2.0, &mut r), if r.random::<f32>() > 0.5 { 1.0 } else { -1.0 })
-            }
+            "hinge" | "squared_hinge" | "soft_margin" => (
+                normal(2.0, &mut r),
+                if r.random::<f32>() > 0.5 { 1.0 } else { -1.0 },
+            ),
             _ => (normal(2.0, &mut r), normal(2.0, &mut r)),
         };
         input.push(x);
@@ -153,5 +161,88 @@ pub fn data_for(loss: &ElementwiseLoss, n: usize, seed: u64) -> Data {
     let var = (0..n).map(|_| 0.05 + r.random::<f32>() * 1.5).collect();
     let pos_weight = vec![0.5, 2.0, 7.0, 1.0];
     let grad_output = (0..n).map(|_| normal(1.0, &mut r)).collect();
-    Data { input, target, weight, var, pos_weight, grad_output }
+    Data {
+        input,
+        target,
+        weight,
+        var,
+        pos_weight,
+        grad_output,
+    }
+}
+
+/// Every built-in loss with its defaults, plus the option variants that change code paths.
+pub fn loss_variants() -> Vec<ElementwiseLoss> {
+    let mut v: Vec<ElementwiseLoss> = wgloss::ELEMENTWISE_NAMES
+        .iter()
+        .map(|n| ElementwiseLoss::from_name(n).unwrap())
+        .collect();
+    v.extend([
+        ElementwiseLoss::Huber { delta: 0.25 },
+        ElementwiseLoss::SmoothL1 { beta: 0.0 },
+        ElementwiseLoss::SmoothL1 { beta: 0.5 },
+        ElementwiseLoss::PoissonNll {
+            log_input: true,
+            full: true,
+            eps: 1e-8,
+        },
+        ElementwiseLoss::PoissonNll {
+            log_input: false,
+            full: false,
+            eps: 1e-8,
+        },
+        ElementwiseLoss::PoissonNll {
+            log_input: false,
+            full: true,
+            eps: 1e-8,
+        },
+        ElementwiseLoss::GaussianNll {
+            full: true,
+            eps: 1e-6,
+        },
+        ElementwiseLoss::SigmoidFocal {
+            alpha: -1.0,
+            gamma: 0.0,
+        },
+        ElementwiseLoss::SigmoidFocal {
+            alpha: 0.75,
+            gamma: 1.5,
+        },
+        ElementwiseLoss::Hinge { margin: 0.5 },
+        ElementwiseLoss::Cauchy { scale: 0.5 },
+        ElementwiseLoss::L2Penalty { lambda: 0.001 },
+    ]);
+    v
+}
+
+/// The reductions a loss offers.
+pub fn reductions(loss: &ElementwiseLoss) -> Vec<Reduction> {
+    if loss.always_summed() {
+        vec![Reduction::Sum]
+    } else {
+        vec![Reduction::None, Reduction::Mean, Reduction::Sum]
+    }
+}
+
+impl Data {
+    /// The operands `loss` takes (with its optional weight when `with_weight`).
+    pub fn operands(&self, loss: &ElementwiseLoss, with_weight: bool) -> wgloss::Operands<'_> {
+        let mut ops = wgloss::Operands::new(&self.input);
+        if loss.takes_target() {
+            ops = ops.target(&self.target);
+        }
+        if with_weight && loss.takes_weight() {
+            ops = ops.weight(&self.weight);
+        }
+        match loss.aux_input() {
+            wgloss::AuxInput::Var => ops = ops.var(&self.var),
+            wgloss::AuxInput::PosWeight
+                if with_weight && self.input.len() % self.pos_weight.len() == 0 =>
+            {
+                ops = ops.pos_weight(&self.pos_weight)
+            }
+            _ => {}
+        }
+        ops
+    }
 }

@@ -1,0 +1,284 @@
+//! NaN inputs propagate as in PyTorch (tests/golden/nan_elementwise.json, made by
+//! gen_nan_cases.py), and bad input gets a clear `Error` from both paths, before any launch.
+
+mod common;
+
+use common::{gpu, load_golden};
+use wgloss::compare::Tolerance;
+use wgloss::{
+    cpu, Context, ElementwiseLoss, ElementwiseSpec, Error, LossOutput, Operand, Operands, Reduction,
+};
+
+fn check(name: &str, what: &str, actual: &[f32], expected: &[f64]) {
+    // NaN must meet NaN at the same index; finite values as in golden_cpu.rs.
+    if let Err(m) = Tolerance::new(2e-6, 1e-6).check(actual, expected) {
+        panic!("{name} {what}: {m}");
+    }
+}
+
+fn check_output(name: &str, out: &LossOutput, case: &common::Case) {
+    check(
+        name,
+        "loss",
+        out.value.as_slice(),
+        &case.expected["loss"].data,
+    );
+    check(
+        name,
+        "grad_input",
+        &out.grad,
+        &case.expected["grad_input"].data,
+    );
+}
+
+#[test]
+fn nan_propagates_as_in_pytorch_on_cpu_and_gpu() {
+    let golden = load_golden("nan_elementwise.json");
+    assert!(golden.cases.len() >= 50);
+    let ctx = gpu();
+    for case in &golden.cases {
+        let spec = case.elementwise_spec();
+        let x = case.input("input").unwrap();
+        let y = case.input("target");
+        let ops = Operands {
+            input: &x,
+            target: y.as_deref(),
+            ..Default::default()
+        };
+        assert!(
+            x.iter().chain(y.iter().flatten()).any(|v| v.is_nan()),
+            "{}: no NaN in the case",
+            case.name
+        );
+        check_output(
+            &format!("cpu {}", case.name),
+            &cpu::compute(&spec, &ops).unwrap(),
+            case,
+        );
+        if let Some(ctx) = &ctx {
+            check_output(
+                &format!("gpu {}", case.name),
+                &ctx.compute(&spec, &ops).unwrap(),
+                case,
+            );
+        }
+    }
+}
+
+/// Runs `f` on the CPU path and, when there is an adapter, on the GPU path: both must agree.
+fn both(ctx: &Option<Context>, spec: &ElementwiseSpec, ops: &Operands) -> Error {
+    let c = cpu::compute(spec, ops).expect_err("the CPU path accepted bad input");
+    if let Some(ctx) = ctx {
+        let g = ctx
+            .compute(spec, ops)
+            .expect_err("the GPU path accepted bad input");
+        assert_eq!(g.to_string(), c.to_string());
+    }
+    c
+}
+
+#[test]
+fn bad_input_is_a_clear_error_before_launch() {
+    let ctx = gpu();
+    let x = vec![0.5f32; 8];
+    let short = vec![0.5f32; 7];
+    let mse = ElementwiseSpec::new(ElementwiseLoss::Mse);
+
+    let e = both(&ctx, &mse, &Operands::new(&x).target(&short));
+    assert!(
+        matches!(
+            e,
+            Error::LengthMismatch {
+                operand: Operand::Target,
+                expected: 8,
+                actual: 7,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.to_string(), "mse: target has 7 elements, expected 8");
+
+    let e = both(&ctx, &mse, &Operands::new(&[]).target(&[]));
+    assert!(matches!(e, Error::EmptyInput { .. }), "{e}");
+
+    let e = both(&ctx, &mse, &Operands::new(&x));
+    assert!(
+        matches!(
+            e,
+            Error::MissingOperand {
+                operand: Operand::Target,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    for (loss, option) in [
+        (ElementwiseLoss::Huber { delta: -1.0 }, "delta"),
+        (ElementwiseLoss::Huber { delta: 0.0 }, "delta"),
+        (ElementwiseLoss::SmoothL1 { beta: -0.5 }, "beta"),
+        (ElementwiseLoss::Cauchy { scale: -2.0 }, "scale"),
+        (
+            ElementwiseLoss::PoissonNll {
+                log_input: false,
+                full: false,
+                eps: -1e-8,
+            },
+            "eps",
+        ),
+        (
+            ElementwiseLoss::GaussianNll {
+                full: false,
+                eps: -1.0,
+            },
+            "eps",
+        ),
+        (
+            ElementwiseLoss::SigmoidFocal {
+                alpha: 0.25,
+                gamma: -1.0,
+            },
+            "gamma",
+        ),
+        (ElementwiseLoss::Huber { delta: f32::NAN }, "delta"),
+        (ElementwiseLoss::L1Penalty { lambda: -1.0 }, "lambda"),
+    ] {
+        let spec = ElementwiseSpec::new(loss.clone());
+        let mut ops = Operands::new(&x);
+        if loss.takes_target() {
+            ops = ops.target(&x);
+        }
+        if loss.has_grad_var() {
+            ops = ops.var(&x);
+        }
+        match both(&ctx, &spec, &ops) {
+            Error::InvalidOption { option: o, .. } => assert_eq!(o, option),
+            e => panic!("{loss:?}: {e}"),
+        }
+    }
+
+    let mut bad = x.clone();
+    bad[3] = 1.5;
+    let bce = ElementwiseSpec::new(ElementwiseLoss::Bce);
+    let e = both(&ctx, &bce, &Operands::new(&bad).target(&x));
+    assert!(
+        matches!(
+            e,
+            Error::OutOfDomain {
+                operand: Operand::Input,
+                index: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "bce: input[3] = 1.5 is outside the valid range [0, 1]"
+    );
+    bad[3] = f32::NAN;
+    let e = both(&ctx, &bce, &Operands::new(&x).target(&bad));
+    assert!(
+        matches!(
+            e,
+            Error::OutOfDomain {
+                operand: Operand::Target,
+                index: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let mut var = vec![1.0f32; 8];
+    var[5] = -0.1;
+    let gnll = ElementwiseSpec::new(ElementwiseLoss::GaussianNll {
+        full: false,
+        eps: 1e-6,
+    });
+    let e = both(&ctx, &gnll, &Operands::new(&x).target(&x).var(&var));
+    assert!(
+        matches!(
+            e,
+            Error::OutOfDomain {
+                operand: Operand::Var,
+                index: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let e = both(&ctx, &mse, &Operands::new(&x).target(&x).grad_output(&x));
+    assert!(
+        matches!(
+            e,
+            Error::UnexpectedOperand {
+                operand: Operand::GradOutput,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let e = both(&ctx, &mse, &Operands::new(&x).target(&x).weight(&x));
+    assert!(
+        matches!(
+            e,
+            Error::UnexpectedOperand {
+                operand: Operand::Weight,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let pw = vec![1.0f32; 3];
+    let e = both(
+        &ctx,
+        &ElementwiseSpec::new(ElementwiseLoss::BceWithLogits),
+        &Operands::new(&x).target(&x).pos_weight(&pw),
+    );
+    assert!(
+        matches!(
+            e,
+            Error::ColumnMismatch {
+                columns: 3,
+                len: 8,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let penalty = ElementwiseSpec::new(ElementwiseLoss::L2Penalty { lambda: 1.0 })
+        .with_reduction(Reduction::Mean);
+    let e = both(&ctx, &penalty, &Operands::new(&x));
+    assert!(matches!(e, Error::InvalidReduction { .. }), "{e}");
+}
+
+#[test]
+fn unknown_names_and_options_are_errors() {
+    assert!(matches!(
+        ElementwiseLoss::from_name("msee"),
+        Err(Error::UnknownLoss { .. })
+    ));
+    let mut huber = ElementwiseLoss::from_name("huber").unwrap();
+    assert!(matches!(
+        huber.set_option("beta", "1"),
+        Err(Error::UnknownOption { .. })
+    ));
+    assert!(matches!(
+        huber.set_option("delta", "abc"),
+        Err(Error::OptionParse { .. })
+    ));
+    huber.set_option("delta", "0.5").unwrap();
+    assert_eq!(huber, ElementwiseLoss::Huber { delta: 0.5 });
+    let mut p = ElementwiseLoss::from_name("poisson_nll").unwrap();
+    p.set_option("log_input", "false").unwrap();
+    assert!(matches!(
+        p.set_option("full", "maybe"),
+        Err(Error::OptionParse { .. })
+    ));
+}
