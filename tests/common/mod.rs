@@ -138,12 +138,13 @@ pub fn data_for(loss: &ElementwiseLoss, n: usize, seed: u64) -> Data {
                 let x = if log_input {
                     normal(1.0, &mut r)
                 } else {
-                    r.random::<f32>() * 4.0 + 0.01
+                    r.random::<f32>() * 4.0 + 0.1
                 };
                 (x, (r.random::<f32>() * 6.0).floor())
             }
+            // Kept 0.1 inside the domain so that finite differences stay in it.
             "bce" => (
-                r.random::<f32>() * 0.98 + 0.01,
+                r.random::<f32>() * 0.75 + 0.1,
                 (r.random::<f32>() > 0.5) as u8 as f32,
             ),
             "bce_with_logits" => (normal(3.0, &mut r), r.random::<f32>()),

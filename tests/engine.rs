@@ -1,0 +1,324 @@
+//! The engine-level API: the caller's device, buffers (with offsets) and encoder; prepare
+//! once, bind once, record many times; the structure of what gets recorded; and the custom
+//! loss through the same template.
+
+mod common;
+
+use common::{data_for, gpu};
+use wgloss::compare::Tolerance;
+use wgloss::{
+    cpu, BufferRange, Context, ContextOptions, CustomLoss, ElementwiseBuffers, ElementwiseLayout,
+    ElementwiseLoss, ElementwiseSpec, Error, Operand, Operands, Reduction,
+};
+
+fn storage(ctx: &Context, bytes: u64) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test"),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+fn read(ctx: &Context, buffer: &wgpu::Buffer, offset: u64, len: usize) -> Vec<f32> {
+    let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test readback"),
+        size: len as u64 * 4,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, len as u64 * 4);
+    ctx.queue().submit([enc.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    ctx.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    let v = bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
+    v
+}
+
+#[test]
+fn prepare_once_bind_once_record_many_times_at_offsets() {
+    let Some(_) = gpu() else { return };
+    // The engine owns its device: wgloss takes it.
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let ctx = Context::from_device(device, queue, ContextOptions::default()).unwrap();
+
+    let n = 5_000usize;
+    let loss = ElementwiseLoss::Huber { delta: 0.7 };
+    let spec = ElementwiseSpec::new(loss.clone()).with_reduction(Reduction::Mean);
+    let plan = ctx
+        .prepare_elementwise(&spec, ElementwiseLayout::new(n as u64))
+        .unwrap();
+    assert_eq!(
+        plan.dispatches(),
+        2,
+        "a reduced loss with its gradient: two dispatches"
+    );
+    assert_eq!(plan.chunks(), 1);
+    let partials = plan.workgroups()[0] as u64;
+    assert_eq!(
+        plan.traffic_bytes(),
+        12 * n as u64 + 8 * partials + 4,
+        "two reads, one write per element"
+    );
+
+    // x and y share one buffer at aligned offsets; the loss sits at an offset of another.
+    let align = ctx.adapter().limits.min_storage_buffer_offset_alignment as u64;
+    let y_at = (n as u64 * 4).next_multiple_of(align);
+    let inputs = storage(&ctx, y_at + n as u64 * 4);
+    let grad = storage(&ctx, n as u64 * 4);
+    let out = storage(&ctx, 2 * align);
+    let bound = plan
+        .bind(
+            &ElementwiseBuffers::new(&inputs, BufferRange::new(&out, align))
+                .target(BufferRange::new(&inputs, y_at))
+                .grad_input(&grad),
+        )
+        .unwrap();
+    assert_eq!(bound.dispatches(), 2);
+
+    for step in 0..3u64 {
+        let data = data_for(&loss, n, 100 + step);
+        ctx.queue()
+            .write_buffer(&inputs, 0, bytemuck::cast_slice(&data.input));
+        ctx.queue()
+            .write_buffer(&inputs, y_at, bytemuck::cast_slice(&data.target));
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        bound.record(&mut enc);
+        ctx.queue().submit([enc.finish()]);
+        let expected =
+            cpu::compute(&spec, &Operands::new(&data.input).target(&data.target)).unwrap();
+        let value = read(&ctx, &out, align, 1);
+        let g = read(&ctx, &grad, 0, n);
+        Tolerance::new(1e-5, 0.0)
+            .check(&value, expected.value.as_slice())
+            .unwrap();
+        Tolerance::new(1e-5, 1e-9)
+            .check(&g, &expected.grad)
+            .unwrap();
+    }
+}
+
+#[test]
+fn none_is_one_dispatch_and_forward_only_writes_no_gradient() {
+    let Some(ctx) = gpu() else { return };
+    let n = 1_000u64;
+    let none = ElementwiseSpec::new(ElementwiseLoss::Mse).with_reduction(Reduction::None);
+    let plan = ctx
+        .prepare_elementwise(&none, ElementwiseLayout::new(n))
+        .unwrap();
+    assert_eq!(plan.dispatches(), 1);
+    assert_eq!(
+        plan.traffic_bytes(),
+        16 * n,
+        "two reads, loss and gradient written"
+    );
+    let fwd = ctx
+        .prepare_elementwise(&none, ElementwiseLayout::new(n).forward_only())
+        .unwrap();
+    assert_eq!(fwd.traffic_bytes(), 12 * n);
+    let (x, l) = (storage(&ctx, n * 4), storage(&ctx, n * 4));
+    // Forward only: a gradient buffer is an error, none is needed.
+    assert!(fwd
+        .bind(&ElementwiseBuffers::new(&x, &l).target(&x))
+        .is_ok());
+    let e = fwd
+        .bind(&ElementwiseBuffers::new(&x, &l).target(&x).grad_input(&x))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnexpectedOperand {
+                operand: Operand::GradInput,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_buffers_are_named_errors() {
+    let Some(ctx) = gpu() else { return };
+    let n = 1_000u64;
+    let spec = ElementwiseSpec::new(ElementwiseLoss::Mse);
+    let plan = ctx
+        .prepare_elementwise(&spec, ElementwiseLayout::new(n))
+        .unwrap();
+    let (x, g, l) = (storage(&ctx, 8192), storage(&ctx, 8192), storage(&ctx, 4));
+    let ok = ElementwiseBuffers::new(&x, &l).target(&x).grad_input(&g);
+    assert!(plan.bind(&ok).is_ok());
+
+    let e = plan
+        .bind(&ElementwiseBuffers {
+            target: Some(BufferRange::new(&x, 4)),
+            ..ok
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Buffer {
+                operand: Operand::Target,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("alignment"), "{e}");
+
+    let small = storage(&ctx, 100);
+    let e = plan
+        .bind(&ElementwiseBuffers {
+            grad_input: Some(BufferRange::from(&small)),
+            ..ok
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Buffer {
+                operand: Operand::GradInput,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("needs 4000 bytes"), "{e}");
+
+    let not_storage = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 8192,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let e = plan
+        .bind(&ElementwiseBuffers {
+            input: BufferRange::from(&not_storage),
+            ..ok
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("STORAGE"), "{e}");
+
+    let e = plan
+        .bind(&ElementwiseBuffers { target: None, ..ok })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::MissingOperand {
+                operand: Operand::Target,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = plan
+        .bind(&ElementwiseBuffers {
+            weight: Some(BufferRange::from(&x)),
+            ..ok
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnexpectedOperand {
+                operand: Operand::Weight,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+fn log1p_sq() -> CustomLoss {
+    CustomLoss::new(
+        "log1p_sq",
+        "fn custom_value(x: f32, y: f32) -> f32 { let d = x - y; return ln_1p_f(d * d); }\n\
+         fn custom_grad(x: f32, y: f32) -> f32 { let d = x - y; return 2.0 * d / (1.0 + d * d); }",
+        |x, y| {
+            let d = x - y;
+            ((d * d).ln_1p(), 2.0 * d / (1.0 + d * d))
+        },
+    )
+}
+
+#[test]
+fn a_custom_loss_gets_the_same_template_reductions_and_chunking() {
+    let Some(_) = gpu() else { return };
+    let ctx = Context::with_options(ContextOptions {
+        max_binding_bytes: Some(8192),
+        ..Default::default()
+    })
+    .unwrap();
+    let loss = ElementwiseLoss::Custom(log1p_sq());
+    let data = data_for(&ElementwiseLoss::Mse, 10_000, 8);
+    for reduction in [Reduction::None, Reduction::Mean, Reduction::Sum] {
+        let spec = ElementwiseSpec::new(loss.clone()).with_reduction(reduction);
+        let ops = Operands::new(&data.input)
+            .target(&data.target)
+            .weight(&data.weight);
+        let g = ctx.compute(&spec, &ops).unwrap();
+        let c = cpu::compute(&spec, &ops).unwrap();
+        Tolerance::new(1e-5, 1e-6)
+            .check(g.value.as_slice(), c.value.as_slice())
+            .unwrap();
+        Tolerance::new(1e-5, 1e-9).check(&g.grad, &c.grad).unwrap();
+        // It is the Cauchy loss with scale 1: the built-in agrees.
+        let cauchy =
+            ElementwiseSpec::new(ElementwiseLoss::Cauchy { scale: 1.0 }).with_reduction(reduction);
+        let weighted: Vec<f32> = match (
+            &c.value,
+            &cpu::compute(&cauchy, &Operands::new(&data.input).target(&data.target))
+                .unwrap()
+                .value,
+        ) {
+            (wgloss::LossValue::Elements(_), wgloss::LossValue::Elements(b)) => {
+                b.iter().zip(&data.weight).map(|(v, w)| v * w).collect()
+            }
+            _ => vec![],
+        };
+        if !weighted.is_empty() {
+            Tolerance::new(1e-6, 0.0)
+                .check(c.value.as_slice(), &weighted)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_invalid_custom_wgsl_is_a_shader_error_not_a_panic() {
+    let Some(ctx) = gpu() else { return };
+    let bad = CustomLoss::new(
+        "bad",
+        "fn custom_value(x: f32, y: f32) -> f32 { return undefined_thing; }",
+        |x, _| (x, 1.0),
+    );
+    let spec = ElementwiseSpec::new(ElementwiseLoss::Custom(bad));
+    let e = ctx
+        .prepare_elementwise(&spec, ElementwiseLayout::new(10))
+        .unwrap_err();
+    assert!(matches!(e, Error::Shader { .. }), "{e}");
+    // The context still works afterwards.
+    let x = [1.0f32, 2.0];
+    ctx.compute(
+        &ElementwiseSpec::new(ElementwiseLoss::Mse),
+        &Operands::new(&x).target(&x),
+    )
+    .unwrap();
+}

@@ -1,0 +1,166 @@
+//! Finite-difference checks of the CPU path's gradients (the CPU path is in turn the oracle of
+//! the GPU's gradients), for every loss, with respect to `input` and to `var`.
+//!
+//! Elements are independent, so evaluating reduction `none` at `x + s h` for a few `s` gives
+//! the difference quotients of every element at once. Richardson extrapolation of two central
+//! differences (steps h and h/2) cancels the h² error; with h = 1e-2 (1 + |x|) the f32
+//! rounding of the loss contributes about 1e-5. Elements next to a kink (the two central
+//! differences disagree) are skipped and counted: at most 10%.
+
+mod common;
+
+use common::{data_for, loss_variants, reductions};
+use wgloss::{cpu, ElementwiseLoss, ElementwiseSpec, LossValue, Operands, Reduction};
+
+/// Per-element losses (reduction none) with `input` or `var` replaced by `shifted`.
+fn losses_at(spec: &ElementwiseSpec, ops: &Operands, shifted: &[f32], var: bool) -> Vec<f64> {
+    let mut o = *ops;
+    if var {
+        o.var = Some(shifted);
+    } else {
+        o.input = shifted;
+    }
+    match cpu::compute(spec, &o).unwrap().value {
+        LossValue::Elements(v) => v.into_iter().map(f64::from).collect(),
+        LossValue::Scalar(_) => unreachable!("reduction none"),
+    }
+}
+
+/// Compares `analytic` with the extrapolated central difference of each element.
+fn fd_check(
+    name: &str,
+    analytic: &[f32],
+    point: &[f32],
+    h: &[f32],
+    eval: impl Fn(&[f32]) -> Vec<f64>,
+) {
+    let at = |s: f32| {
+        let p: Vec<f32> = point.iter().zip(h).map(|(x, h)| x + s * h).collect();
+        eval(&p)
+    };
+    let (p1, m1, p2, m2) = (at(1.0), at(-1.0), at(0.5), at(-0.5));
+    let mut skipped = 0;
+    for i in 0..point.len() {
+        let hi = h[i] as f64;
+        let wide = (p1[i] - m1[i]) / (2.0 * hi);
+        let narrow = (p2[i] - m2[i]) / hi;
+        // Smooth: the two central differences agree to O(h²) (a few 1e-5 here), and the
+        // one-sided slopes at x ± 3h/4 differ by about 1.5 h f''. Across a kink the central
+        // differences average different slopes, and the one-sided ones jump.
+        let up = (p1[i] - p2[i]) / (0.5 * hi);
+        let down = (m2[i] - m1[i]) / (0.5 * hi);
+        if (narrow - wide).abs() > 1e-3 * (1.0 + narrow.abs())
+            || (up - down).abs() > 0.25 * (1.0 + narrow.abs())
+        {
+            skipped += 1;
+            continue;
+        }
+        let fd = (4.0 * narrow - wide) / 3.0;
+        let g = analytic[i] as f64;
+        assert!(
+            (g - fd).abs() <= 2e-3 * (1.0 + fd.abs()),
+            "{name}: element {i} (x = {}): analytic {g}, finite difference {fd}",
+            point[i]
+        );
+    }
+    assert!(
+        skipped * 10 <= point.len(),
+        "{name}: {skipped} of {} elements next to a kink",
+        point.len()
+    );
+}
+
+fn steps(point: &[f32]) -> Vec<f32> {
+    point.iter().map(|x| 1e-2 * (1.0 + x.abs())).collect()
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    for (i, loss) in loss_variants().into_iter().enumerate() {
+        let data = data_for(&loss, 2_000, 500 + i as u64);
+        let ops = data.operands(&loss, true);
+        let name = format!("{loss:?}");
+        if loss.always_summed() {
+            // A penalty is always summed: differentiate the scalar one element at a time.
+            let spec = ElementwiseSpec::new(loss.clone());
+            let grad = cpu::compute(&spec, &ops).unwrap().grad;
+            let sum_at = |x: &[f32]| {
+                cpu::compute(&spec, &Operands::new(x))
+                    .unwrap()
+                    .value
+                    .scalar()
+                    .unwrap() as f64
+            };
+            for j in (0..data.input.len()).step_by(97) {
+                let h = 1e-2 * (1.0 + data.input[j].abs());
+                let mut x = data.input.clone();
+                x[j] += h;
+                let up = sum_at(&x);
+                x[j] -= 2.0 * h;
+                let down = sum_at(&x);
+                let fd = (up - down) / (2.0 * h as f64);
+                // The sum is ~1e3: its f32 rounding over 2h bounds the quotient's precision.
+                assert!(
+                    (grad[j] as f64 - fd).abs() <= 2e-2 * (1.0 + fd.abs()),
+                    "{name}: element {j}: {} vs {fd}",
+                    grad[j]
+                );
+            }
+            continue;
+        }
+        let none = ElementwiseSpec::new(loss.clone()).with_reduction(Reduction::None);
+        let out = cpu::compute(&none, &ops).unwrap();
+        // bce's logs curve fast near the edges of [0, 1]: a finer step there.
+        let mut h = steps(&data.input);
+        if matches!(loss, ElementwiseLoss::Bce) {
+            h.iter_mut().for_each(|h| *h *= 0.1);
+        }
+        fd_check(&name, &out.grad, &data.input, &h, |x| {
+            losses_at(&none, &ops, x, false)
+        });
+        if let Some(grad_var) = &out.grad_var {
+            // The loss curves fast in small variances: a relative step.
+            let h: Vec<f32> = data.var.iter().map(|v| 1e-3 * v).collect();
+            fd_check(&format!("{name} var"), grad_var, &data.var, &h, |v| {
+                losses_at(&none, &ops, v, true)
+            });
+        }
+        // The reduced gradients are the same, scaled: 1 for sum, 1/N for mean.
+        for reduction in reductions(&loss).into_iter().filter(|r| r.is_reduced()) {
+            let spec = ElementwiseSpec::new(loss.clone()).with_reduction(reduction);
+            let reduced = cpu::compute(&spec, &ops).unwrap();
+            let scale = if reduction == Reduction::Mean {
+                1.0 / data.input.len() as f32
+            } else {
+                1.0
+            };
+            for (j, (a, b)) in reduced.grad.iter().zip(&out.grad).enumerate() {
+                assert!(
+                    (a - b * scale).abs() <= 1e-6 * (b * scale).abs().max(1e-30),
+                    "{name} {reduction}: element {j}: {a} vs {}",
+                    b * scale
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_checker_catches_a_wrong_gradient() {
+    // A loss whose declared derivative is off by 1%: the check must reject it.
+    let wrong = wgloss::CustomLoss::new("wrong", "", |x, y| {
+        let d = x - y;
+        (d * d, 2.02 * d)
+    });
+    let loss = ElementwiseLoss::Custom(wrong);
+    let data = data_for(&ElementwiseLoss::Mse, 500, 1);
+    let ops = data.operands(&loss, false);
+    let none = ElementwiseSpec::new(loss).with_reduction(Reduction::None);
+    let out = cpu::compute(&none, &ops).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fd_check("wrong", &out.grad, &data.input, &steps(&data.input), |x| {
+            losses_at(&none, &ops, x, false)
+        })
+    }));
+    assert!(caught.is_err(), "a 1% gradient error went unnoticed");
+}
