@@ -22,11 +22,10 @@ struct Logistic {
 }
 
 fn logistic(x: f32) -> Logistic {
-    let e = exp_f(-abs(x));
-    let l = ln_1p_f(e);
-    let r = 1.0 / (1.0 + e);
+    let q = exp_neg_parts(abs(x));
     let pos = x >= 0.0;
-    return Logistic(relu_f(-x) + l, relu_f(x) + l, select(r, e * r, pos), select(e * r, r, pos));
+    let er = q.e * q.r;
+    return Logistic(relu_f(-x) + q.l, relu_f(x) + q.l, select(q.r, er, pos), select(er, q.r, pos));
 }
 
 fn mse_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
@@ -72,9 +71,9 @@ fn msle_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
 fn log_cosh_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     let d = x - y;
     let ad = abs(d);
-    let e = exp_f(-2.0 * ad);
-    let tanh_abs = (1.0 - e) / (1.0 + e);
-    return terms(ad + ln_1p_f(e) - LN_2, select(tanh_abs, -tanh_abs, d < 0.0));
+    let q = exp_neg_parts(2.0 * ad);
+    let tanh_abs = (1.0 - q.e) * q.r;
+    return terms(ad + q.l - LN_2, select(tanh_abs, -tanh_abs, d < 0.0));
 }
 
 fn cauchy_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {

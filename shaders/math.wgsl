@@ -17,14 +17,14 @@ fn inf_f32() -> f32 {
 fn exp_f(x: f32) -> f32 {
     let xc = select(select(x, 89.0, x > 89.0), -104.0, x < -104.0);
     let n = round(xc * 1.44269504088896341);
-    let r = xc - n * 0.693359375 - n * -2.12194440e-4;
+    let r = fma(-n, -2.12194440e-4, fma(-n, 0.693359375, xc));
     var p = 1.9875691500e-4;
-    p = p * r + 1.3981999507e-3;
-    p = p * r + 8.3334519073e-3;
-    p = p * r + 4.1665795894e-2;
-    p = p * r + 1.6666665459e-1;
-    p = p * r + 5.0000001201e-1;
-    let y = p * r * r + r + 1.0;
+    p = fma(p, r, 1.3981999507e-3);
+    p = fma(p, r, 8.3334519073e-3);
+    p = fma(p, r, 4.1665795894e-2);
+    p = fma(p, r, 1.6666665459e-1);
+    p = fma(p, r, 5.0000001201e-1);
+    let y = fma(p * r, r, r) + 1.0;
     let ni = i32(n);
     let n1 = ni >> 1u;
     // Two steps, so that 2^n for n in [-150, 128] neither wraps nor is undefined.
@@ -41,14 +41,14 @@ fn ln_f(x: f32) -> f32 {
     let m = select(m0 - 1.0, m0 + m0 - 1.0, small);
     let z = m * m;
     var p = 7.0376836292e-2;
-    p = p * m - 1.1514610310e-1;
-    p = p * m + 1.1676998740e-1;
-    p = p * m - 1.2420140846e-1;
-    p = p * m + 1.4249322787e-1;
-    p = p * m - 1.6668057665e-1;
-    p = p * m + 2.0000714765e-1;
-    p = p * m - 2.4999993993e-1;
-    p = p * m + 3.3333331174e-1;
+    p = fma(p, m, -1.1514610310e-1);
+    p = fma(p, m, 1.1676998740e-1);
+    p = fma(p, m, -1.2420140846e-1);
+    p = fma(p, m, 1.4249322787e-1);
+    p = fma(p, m, -1.6668057665e-1);
+    p = fma(p, m, 2.0000714765e-1);
+    p = fma(p, m, -2.4999993993e-1);
+    p = fma(p, m, 3.3333331174e-1);
     let ef = f32(e);
     let y = p * m * z + ef * -2.12194440e-4 - 0.5 * z;
     let r = m + y + ef * 0.693359375;
@@ -63,6 +63,36 @@ fn ln_f(x: f32) -> f32 {
         return bitcast<f32>(0x7fc00000u); // NaN for x < 0 and for NaN
     }
     return r;
+}
+
+// ln(1 + e) for e in [0, 1]: e q(e), q a degree-10 polynomial fitted to ln(1 + e) / e
+// (below 2 ulps; the same coefficients as ln_1p_unit in src/cpu/math.rs).
+fn ln_1p_unit_f(e: f32) -> f32 {
+    var q = 2.0302476e-3;
+    q = fma(q, e, -1.3407561e-2);
+    q = fma(q, e, 4.1478295e-2);
+    q = fma(q, e, -8.2441837e-2);
+    q = fma(q, e, 1.2418442e-1);
+    q = fma(q, e, -1.6105694e-1);
+    q = fma(q, e, 1.9890748e-1);
+    q = fma(q, e, -2.4987271e-1);
+    q = fma(q, e, 3.3332559e-1);
+    q = fma(q, e, -4.9999982e-1);
+    q = fma(q, e, 1.0);
+    return e * q;
+}
+
+// For a >= 0: e = exp(-a), r = 1 / (1 + e), l = ln(1 + e): the pieces of the logistic
+// function and of softplus, from one exponential, one polynomial and one division.
+struct ExpNegParts {
+    e: f32,
+    r: f32,
+    l: f32,
+}
+
+fn exp_neg_parts(a: f32) -> ExpNegParts {
+    let e = exp_f(-a);
+    return ExpNegParts(e, 1.0 / (1.0 + e), ln_1p_unit_f(e));
 }
 
 // ln(1 + t), accurate near 0 (Goldberg: the rounding of 1 + t cancels).

@@ -6,7 +6,7 @@
 //! term with its derivatives. Comparisons are written so that a NaN input flows into the
 //! arithmetic branch and comes out as NaN, as in PyTorch.
 
-use super::math::{abs, exp, ln, ln_1p, pow_nonneg, relu, sign};
+use super::math::{abs, exp, exp_neg_parts, ln, ln_1p, pow_nonneg, relu, sign};
 
 /// One loss term and its derivatives.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -35,11 +35,9 @@ const HALF_LN_2PI: f32 = 0.918_938_5;
 /// `(softplus(-x), softplus(x), σ(-x), σ(x))` from one exponential, without overflow.
 #[inline(always)]
 fn logistic(x: f32) -> (f32, f32, f32, f32) {
-    let e = exp(-abs(x));
-    let l = ln_1p(e);
+    let (e, r, l) = exp_neg_parts(abs(x));
     let sp_neg = relu(-x) + l;
     let sp_pos = relu(x) + l;
-    let r = 1.0 / (1.0 + e);
     // σ(x) = 1/(1+e) for x >= 0, e/(1+e) otherwise (NaN falls to the second arm).
     let (sig_pos, sig_neg) = if x >= 0.0 { (r, e * r) } else { (e * r, r) };
     (sp_neg, sp_pos, sig_neg, sig_pos)
@@ -117,10 +115,10 @@ pub fn msle(x: f32, y: f32, _: f32, _: [f32; 4]) -> Terms {
 pub fn log_cosh(x: f32, y: f32, _: f32, _: [f32; 4]) -> Terms {
     let d = x - y;
     let ad = abs(d);
-    let e = exp(-2.0 * ad);
-    let tanh_abs = (1.0 - e) / (1.0 + e);
+    let (e, r, l) = exp_neg_parts(2.0 * ad);
+    let tanh_abs = (1.0 - e) * r;
     let grad = if d < 0.0 { -tanh_abs } else { tanh_abs };
-    terms(ad + ln_1p(e) - LN_2, grad)
+    terms(ad + l - LN_2, grad)
 }
 
 #[inline(always)]

@@ -1,5 +1,9 @@
 //! Branch-free `f32` transcendental functions that the compiler can vectorise.
 //!
+//! The polynomials use `mul_add`: the SIMD loops that call these are compiled with FMA (see
+//! `cpu::elementwise`), where it halves the work; a build for a CPU without FMA would fall
+//! back to a library call, slower but exact.
+//!
 //! `std`'s `exp` and `ln` are calls into libm, one element at a time; a loss that needs an
 //! exponential per element (the logistic family) would then run at a fraction of memory
 //! bandwidth. These are the classic Cephes single-precision algorithms (range reduction and a
@@ -25,26 +29,28 @@ fn pow2i(n: i32) -> f32 {
 /// `e^x`, about 1 ulp; gradual underflow below `-87.3`, `+inf` above `88.72`.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    // Past 89 the result is already +inf; the comparison lets NaN through.
+    exp_nonpositive(if x > 89.0 { 89.0 } else { x })
+}
+
+/// `e^x` for `x <= 89` (or NaN), without [`exp`]'s overflow clamp: range reduction
+/// `x = n ln 2 + r`, `|r| <= ln 2 / 2`, then a degree-5 polynomial (Cephes `expf`).
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Clamp where the result is already 0 or inf; the comparisons let NaN through.
-    let xc = if x < -104.0 {
-        -104.0
-    } else if x > 89.0 {
-        89.0
-    } else {
-        x
-    };
+    // Below -104 the result is already 0; the comparison lets NaN through.
+    let xc = if x < -104.0 { -104.0 } else { x };
     let (n, ni) = round_with_int(xc * LOG2E);
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, xc));
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5.000_000_1e-1);
+    let y = (p * r).mul_add(r, r) + 1.0;
     // Scale by 2^n in two steps so that n in [-150, 128] neither wraps nor loses subnormals.
     let n1 = ni >> 1;
     y * pow2i(n1) * pow2i(ni - n1)
@@ -69,14 +75,14 @@ pub fn ln(x: f32) -> f32 {
     let m = if small { m0 + m0 - 1.0 } else { m0 - 1.0 };
     let z = m * m;
     let mut p = 7.037_683_6e-2_f32;
-    p = p * m - 1.151_461e-1;
-    p = p * m + 1.167_699_9e-1;
-    p = p * m - 1.242_014_1e-1;
-    p = p * m + 1.424_932_3e-1;
-    p = p * m - 1.666_805_8e-1;
-    p = p * m + 2.000_071_4e-1;
-    p = p * m - 2.499_999_4e-1;
-    p = p * m + 3.333_333e-1;
+    p = p.mul_add(m, -1.151_461e-1);
+    p = p.mul_add(m, 1.167_699_9e-1);
+    p = p.mul_add(m, -1.242_014_1e-1);
+    p = p.mul_add(m, 1.424_932_3e-1);
+    p = p.mul_add(m, -1.666_805_8e-1);
+    p = p.mul_add(m, 2.000_071_4e-1);
+    p = p.mul_add(m, -2.499_999_4e-1);
+    p = p.mul_add(m, 3.333_333e-1);
     let mut y = p * m * z;
     y += e * -2.121_944_4e-4;
     y -= 0.5 * z;
@@ -91,6 +97,33 @@ pub fn ln(x: f32) -> f32 {
     } else {
         r
     }
+}
+
+/// `ln(1 + e)` for `e` in `[0, 1]`: `e · q(e)` with `q` a degree-10 polynomial fitted to
+/// `ln(1 + e) / e` (relative error below 2 ulps, no cancellation near 0, no exponent split).
+/// The same coefficients are in `shaders/math.wgsl`.
+#[inline(always)]
+pub fn ln_1p_unit(e: f32) -> f32 {
+    let mut q = 2.030_247_6e-3_f32;
+    q = q.mul_add(e, -1.340_756_1e-2);
+    q = q.mul_add(e, 4.147_829_5e-2);
+    q = q.mul_add(e, -8.244_183_7e-2);
+    q = q.mul_add(e, 1.241_844_2e-1);
+    q = q.mul_add(e, -1.610_569_4e-1);
+    q = q.mul_add(e, 1.989_074_8e-1);
+    q = q.mul_add(e, -2.498_727_1e-1);
+    q = q.mul_add(e, 3.333_255_9e-1);
+    q = q.mul_add(e, -4.999_998_2e-1);
+    q = q.mul_add(e, 1.0);
+    e * q
+}
+
+/// For `a >= 0`: `e = exp(-a)`, `r = 1 / (1 + e)` and `l = ln(1 + e)`: the pieces of the
+/// logistic function and of softplus, for one exponential, one polynomial and one division.
+#[inline(always)]
+pub fn exp_neg_parts(a: f32) -> (f32, f32, f32) {
+    let e = exp_nonpositive(-a);
+    (e, 1.0 / (1.0 + e), ln_1p_unit(e))
 }
 
 /// `ln(1 + t)`, accurate for small `t` (the Goldberg trick: the rounding error of `1 + t`
@@ -179,7 +212,8 @@ mod tests {
         let mut x = 1e-44f32;
         while x < 3e38 {
             worst = worst.max(ulps(ln(x), (x as f64).ln()));
-            x *= 1.000_37;
+            // Multiply, but always move: near the subnormal floor the product rounds back.
+            x = (x * 1.000_37).max(f32::from_bits(x.to_bits() + 1));
         }
         assert!(worst <= 2.0, "ln: worst error {worst} ulps");
     }
@@ -190,6 +224,32 @@ mod tests {
             let want = (t as f64).ln_1p();
             assert!(ulps(ln_1p(t), want) <= 2.0, "ln_1p({t}) = {}", ln_1p(t));
         }
+    }
+
+    #[test]
+    fn exp_neg_parts_are_accurate() {
+        let mut worst = [0.0f64; 3];
+        let mut a = 0.0f32;
+        while a < 110.0 {
+            let (e, r, l) = exp_neg_parts(a);
+            let ea = (-(a as f64)).exp();
+            for (k, (got, want)) in [(e, ea), (r, 1.0 / (1.0 + ea)), (l, ea.ln_1p())]
+                .into_iter()
+                .enumerate()
+            {
+                if want > f32::MIN_POSITIVE as f64 {
+                    worst[k] = worst[k].max(ulps(got, want));
+                }
+            }
+            a += 0.000_71 * (1.0 + a);
+        }
+        assert!(
+            worst.iter().all(|&w| w <= 2.0),
+            "worst errors (ulps) of e, r, l: {worst:?}"
+        );
+        let (e, r, l) = exp_neg_parts(f32::NAN);
+        assert!(e.is_nan() && r.is_nan() && l.is_nan());
+        assert_eq!(exp_neg_parts(f32::INFINITY), (0.0, 1.0, 0.0));
     }
 
     #[test]
