@@ -117,6 +117,10 @@ pub enum Error {
     #[error("{operand} buffer: {problem}")]
     Buffer { operand: Operand, problem: String },
 
+    /// The reduction name is not one of `none`, `mean`, `sum`.
+    #[error("unknown reduction `{name}` (one of none, mean, sum)")]
+    UnknownReduction { name: String },
+
     /// The loss name is not in the catalogue.
     #[error("unknown loss `{name}`")]
     UnknownLoss { name: String },

@@ -26,12 +26,15 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod compare;
 mod context;
 pub mod cpu;
 mod error;
 pub mod gpu;
 mod output;
+#[cfg(feature = "sample")]
+pub mod sample;
 pub mod spec;
 
 pub use context::{enumerate_adapters, AdapterReport, Context, ContextOptions};

@@ -245,23 +245,14 @@ impl ElementwisePlan {
     }
 
     /// The minimum memory traffic of one recorded call, in bytes: every operand read once,
-    /// every output written once, and the partials written and read once.
+    /// every output written once ([`ElementwiseLayout::traffic_bytes`]), and the partials
+    /// written and read once.
     pub fn traffic_bytes(&self) -> u64 {
-        let l = &self.layout;
-        let loss = &self.spec.loss;
-        let per_element = F32
-            * (1 + loss.takes_target() as u64
-                + l.weight as u64
-                + (loss.aux_input() == AuxInput::Var) as u64
-                + l.grad_output as u64
-                + l.write_grad as u64 * (1 + loss.has_grad_var() as u64)
-                + !self.spec.reduction.is_reduced() as u64);
-        let side = l.pos_weight_len.unwrap_or(0) as u64 * F32;
         let partials = self
             .partials
             .as_ref()
             .map_or(0, |_| 2 * self.total_partials as u64 * F32 + F32);
-        per_element * l.len + side + partials
+        self.layout.traffic_bytes(&self.spec) + partials
     }
 
     /// Binds the caller's buffers: checks every range (presence, alignment, size, usage) and

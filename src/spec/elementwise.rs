@@ -410,6 +410,37 @@ impl ElementwiseLoss {
     }
 }
 
+impl std::fmt::Display for ElementwiseLoss {
+    /// The name and the option values, as `--set` spells them: `huber(delta=0.25)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.params();
+        let b = |v: f32| v != 0.0;
+        match self {
+            ElementwiseLoss::Huber { .. } => write!(f, "huber(delta={})", p[0]),
+            ElementwiseLoss::SmoothL1 { .. } => write!(f, "smooth_l1(beta={})", p[0]),
+            ElementwiseLoss::Cauchy { .. } => write!(f, "cauchy(scale={})", p[0]),
+            ElementwiseLoss::PoissonNll { .. } => write!(
+                f,
+                "poisson_nll(log_input={}, full={}, eps={})",
+                b(p[0]),
+                b(p[1]),
+                p[2]
+            ),
+            ElementwiseLoss::GaussianNll { .. } => {
+                write!(f, "gaussian_nll(full={}, eps={})", b(p[0]), p[1])
+            }
+            ElementwiseLoss::SigmoidFocal { .. } => {
+                write!(f, "sigmoid_focal(alpha={}, gamma={})", p[0], p[1])
+            }
+            ElementwiseLoss::Hinge { .. } => write!(f, "hinge(margin={})", p[0]),
+            ElementwiseLoss::SquaredHinge { .. } => write!(f, "squared_hinge(margin={})", p[0]),
+            ElementwiseLoss::L1Penalty { .. } => write!(f, "l1_penalty(lambda={})", p[0]),
+            ElementwiseLoss::L2Penalty { .. } => write!(f, "l2_penalty(lambda={})", p[0]),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
 /// The identity of a [`CustomLoss`] within this process: part of its pipeline key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CustomLossId(u64);
@@ -589,6 +620,21 @@ impl ElementwiseLayout {
     pub fn forward_only(mut self) -> Self {
         self.write_grad = false;
         self
+    }
+
+    /// The minimum memory traffic of the loss over this layout, in bytes: every operand read
+    /// once and every output written once (the per-element losses for `none`, the gradients
+    /// unless forward only). What a benchmark divides by its time.
+    pub fn traffic_bytes(&self, spec: &ElementwiseSpec) -> u64 {
+        let loss = &spec.loss;
+        let reads = 1
+            + loss.takes_target() as u64
+            + self.weight as u64
+            + (loss.aux_input() == AuxInput::Var) as u64
+            + self.grad_output as u64;
+        let writes = self.write_grad as u64 * (1 + loss.has_grad_var() as u64)
+            + !spec.reduction.is_reduced() as u64;
+        4 * (reads + writes) * self.len + 4 * self.pos_weight_len.unwrap_or(0) as u64
     }
 
     /// Checks the layout against the loss: required operands, allowed ones, sizes.

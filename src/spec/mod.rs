@@ -37,12 +37,7 @@ impl Reduction {
             "none" => Ok(Reduction::None),
             "mean" => Ok(Reduction::Mean),
             "sum" => Ok(Reduction::Sum),
-            other => Err(Error::OptionParse {
-                loss: "any",
-                option: "reduction".into(),
-                value: other.into(),
-                expected: "one of none, mean, sum",
-            }),
+            other => Err(Error::UnknownReduction { name: other.into() }),
         }
     }
 

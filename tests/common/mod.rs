@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use wgloss::{Context, ElementwiseLoss, ElementwiseSpec, Reduction};
 
@@ -107,114 +105,8 @@ pub fn gpu() -> Option<Context> {
     }
 }
 
-pub fn rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
-}
-
-/// Seeded operands in each loss's domain: input, target, and the side inputs it may take.
-pub struct Data {
-    pub input: Vec<f32>,
-    pub target: Vec<f32>,
-    pub weight: Vec<f32>,
-    pub var: Vec<f32>,
-    pub pos_weight: Vec<f32>,
-    pub grad_output: Vec<f32>,
-}
-
-pub fn data_for(loss: &ElementwiseLoss, n: usize, seed: u64) -> Data {
-    let mut r = rng(seed);
-    let normal = |scale: f32, r: &mut ChaCha8Rng| -> f32 {
-        // Sum of uniforms: close enough to normal for test data, and cheap.
-        let s: f32 = (0..4).map(|_| r.random::<f32>()).sum::<f32>() - 2.0;
-        s * scale * 1.7
-    };
-    let mut input = Vec::with_capacity(n);
-    let mut target = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (x, y) = match loss.name() {
-            "msle" => (r.random::<f32>() * 5.0, r.random::<f32>() * 5.0),
-            "poisson_nll" => {
-                let log_input = loss.params()[0] != 0.0;
-                let x = if log_input {
-                    normal(1.0, &mut r)
-                } else {
-                    r.random::<f32>() * 4.0 + 0.1
-                };
-                (x, (r.random::<f32>() * 6.0).floor())
-            }
-            // Kept 0.1 inside the domain so that finite differences stay in it.
-            "bce" => (
-                r.random::<f32>() * 0.75 + 0.1,
-                (r.random::<f32>() > 0.5) as u8 as f32,
-            ),
-            "bce_with_logits" => (normal(3.0, &mut r), r.random::<f32>()),
-            "sigmoid_focal" => (normal(2.0, &mut r), (r.random::<f32>() > 0.5) as u8 as f32),
-            "hinge" | "squared_hinge" | "soft_margin" => (
-                normal(2.0, &mut r),
-                if r.random::<f32>() > 0.5 { 1.0 } else { -1.0 },
-            ),
-            _ => (normal(2.0, &mut r), normal(2.0, &mut r)),
-        };
-        input.push(x);
-        target.push(y);
-    }
-    let weight = (0..n).map(|_| 0.5 + r.random::<f32>()).collect();
-    let var = (0..n).map(|_| 0.05 + r.random::<f32>() * 1.5).collect();
-    let pos_weight = vec![0.5, 2.0, 7.0, 1.0];
-    let grad_output = (0..n).map(|_| normal(1.0, &mut r)).collect();
-    Data {
-        input,
-        target,
-        weight,
-        var,
-        pos_weight,
-        grad_output,
-    }
-}
-
-/// Every built-in loss with its defaults, plus the option variants that change code paths.
-pub fn loss_variants() -> Vec<ElementwiseLoss> {
-    let mut v: Vec<ElementwiseLoss> = wgloss::ELEMENTWISE_NAMES
-        .iter()
-        .map(|n| ElementwiseLoss::from_name(n).unwrap())
-        .collect();
-    v.extend([
-        ElementwiseLoss::Huber { delta: 0.25 },
-        ElementwiseLoss::SmoothL1 { beta: 0.0 },
-        ElementwiseLoss::SmoothL1 { beta: 0.5 },
-        ElementwiseLoss::PoissonNll {
-            log_input: true,
-            full: true,
-            eps: 1e-8,
-        },
-        ElementwiseLoss::PoissonNll {
-            log_input: false,
-            full: false,
-            eps: 1e-8,
-        },
-        ElementwiseLoss::PoissonNll {
-            log_input: false,
-            full: true,
-            eps: 1e-8,
-        },
-        ElementwiseLoss::GaussianNll {
-            full: true,
-            eps: 1e-6,
-        },
-        ElementwiseLoss::SigmoidFocal {
-            alpha: -1.0,
-            gamma: 0.0,
-        },
-        ElementwiseLoss::SigmoidFocal {
-            alpha: 0.75,
-            gamma: 1.5,
-        },
-        ElementwiseLoss::Hinge { margin: 0.5 },
-        ElementwiseLoss::Cauchy { scale: 0.5 },
-        ElementwiseLoss::L2Penalty { lambda: 0.001 },
-    ]);
-    v
-}
+#[allow(unused_imports)]
+pub use wgloss::sample::{loss_variants, sample as data_for, SampleData as Data};
 
 /// The reductions a loss offers.
 pub fn reductions(loss: &ElementwiseLoss) -> Vec<Reduction> {
@@ -222,28 +114,5 @@ pub fn reductions(loss: &ElementwiseLoss) -> Vec<Reduction> {
         vec![Reduction::Sum]
     } else {
         vec![Reduction::None, Reduction::Mean, Reduction::Sum]
-    }
-}
-
-impl Data {
-    /// The operands `loss` takes (with its optional weight when `with_weight`).
-    pub fn operands(&self, loss: &ElementwiseLoss, with_weight: bool) -> wgloss::Operands<'_> {
-        let mut ops = wgloss::Operands::new(&self.input);
-        if loss.takes_target() {
-            ops = ops.target(&self.target);
-        }
-        if with_weight && loss.takes_weight() {
-            ops = ops.weight(&self.weight);
-        }
-        match loss.aux_input() {
-            wgloss::AuxInput::Var => ops = ops.var(&self.var),
-            wgloss::AuxInput::PosWeight
-                if with_weight && self.input.len() % self.pos_weight.len() == 0 =>
-            {
-                ops = ops.pos_weight(&self.pos_weight)
-            }
-            _ => {}
-        }
-        ops
     }
 }
