@@ -89,8 +89,8 @@ fn submit_and_wait(ctx: &Context, record: impl FnOnce(&mut wgpu::CommandEncoder)
         .expect("the GPU stopped answering during a benchmark");
 }
 
-/// A plan for `spec` over `n` elements bound to buffers of its own (inputs given, or zeroed),
-/// with the buffers kept alive beside it.
+/// `spec` prepared for `x.len()` elements and bound to buffers of its own (`x` and `y`
+/// uploaded once), which it keeps alive.
 struct Bound {
     bound: BoundElementwise,
     _buffers: Vec<wgpu::Buffer>,
@@ -175,8 +175,8 @@ fn losses(c: &mut Criterion) {
     }
 }
 
-/// The host time of `record` alone, for a prepared and bound loss: what an engine pays per
-/// step on its own thread, whatever the GPU then takes.
+/// The host time of `record` for a prepared and bound loss, and of `record` + `finish`: what
+/// an engine pays per step on its own thread, whatever the GPU then takes.
 fn record(c: &mut Criterion) {
     let Some(ctx) = gpu_context() else {
         eprintln!("wgloss bench: the record group needs a GPU adapter and was NOT run");
@@ -198,14 +198,28 @@ fn record(c: &mut Criterion) {
                 continue;
             }
         };
+        let new_encoder = || ctx.device().create_command_encoder(&Default::default());
         let id = BenchmarkId::new(format!("mse_{reduction}"), RECORD_N);
         group.bench_function(id, |b| {
             b.iter_batched(
-                || ctx.device().create_command_encoder(&Default::default()),
+                new_encoder,
                 |mut encoder| {
                     p.bound.record(&mut encoder);
                     // Returned, so that dropping the unsubmitted encoder is not timed.
                     encoder
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        // wgpu validates and encodes the recorded commands in `finish`, so the host cost of
+        // a step is record + finish: shown beside record alone.
+        let id = BenchmarkId::new(format!("mse_{reduction}_finish"), RECORD_N);
+        group.bench_function(id, |b| {
+            b.iter_batched(
+                new_encoder,
+                |mut encoder| {
+                    p.bound.record(&mut encoder);
+                    encoder.finish()
                 },
                 BatchSize::SmallInput,
             )

@@ -43,7 +43,9 @@ fn huber_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     let delta = o.x;
     let ad = abs(d);
     let value = select(delta * (ad - 0.5 * delta), 0.5 * d * d, ad < delta);
-    let grad = select(select(d, delta, d > delta), -delta, d < -delta);
+    // Not select(select(d, delta, d > delta), ...): GL compilers rewrite that into min/max,
+    // which drop a NaN; this form keeps it (NaN fails the comparison and takes d).
+    let grad = select(d, delta * sgn_f(d), ad > delta);
     return terms(value, grad);
 }
 
@@ -61,8 +63,8 @@ fn smooth_l1_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
 
 fn msle_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     let eps = 1e-7;
-    let xc = select(x, eps, x < eps);
-    let yc = select(y, eps, y < eps);
+    let xc = max_keep_nan(x, eps);
+    let yc = max_keep_nan(y, eps);
     let diff = ln_1p_f(xc) - ln_1p_f(yc);
     let grad = select(0.0, 2.0 * diff / (1.0 + xc), x >= eps);
     return terms(diff * diff, grad);
@@ -105,7 +107,7 @@ fn poisson_nll_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
 fn gaussian_nll_terms(x: f32, y: f32, var_: f32, o: vec4<f32>) -> Terms {
     let full = o.x != 0.0;
     let eps = o.y;
-    let v = select(var_, eps, var_ < eps);
+    let v = max_keep_nan(var_, eps);
     let d = x - y;
     let q = d * d / v;
     var value = 0.5 * (ln_f(v) + q);
@@ -116,7 +118,7 @@ fn gaussian_nll_terms(x: f32, y: f32, var_: f32, o: vec4<f32>) -> Terms {
 }
 
 fn clamp_log(l: f32) -> f32 {
-    return select(l, -100.0, l < -100.0);
+    return max_keep_nan(l, -100.0);
 }
 
 fn bce_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {

@@ -13,6 +13,12 @@ fn inf_f32() -> f32 {
     return bitcast<f32>(0x7f800000u);
 }
 
+// Whether x is NaN, from its bits: a float comparison could be folded away by a compiler
+// that assumes no NaN (GL drivers do).
+fn is_nan_f(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // e^x; 0 below -104, +inf above 88.72.
 fn exp_f(x: f32) -> f32 {
     let xc = select(select(x, 89.0, x > 89.0), -104.0, x < -104.0);
@@ -28,7 +34,9 @@ fn exp_f(x: f32) -> f32 {
     let ni = i32(n);
     let n1 = ni >> 1u;
     // Two steps, so that 2^n for n in [-150, 128] neither wraps nor is undefined.
-    return ldexp(ldexp(y, n1), ni - n1);
+    let v = ldexp(ldexp(y, n1), ni - n1);
+    // The clamp above may have been compiled into min/max, which replace a NaN.
+    return select(v, x, is_nan_f(x));
 }
 
 // Natural logarithm; ln(0) = -inf, ln(x < 0) = NaN, ln(inf) = inf.
@@ -59,8 +67,11 @@ fn ln_f(x: f32) -> f32 {
     if (x < 1.17549435e-38 && x >= 0.0) {
         return -inf_f32();
     }
-    if (!(x >= 0.0)) {
-        return bitcast<f32>(0x7fc00000u); // NaN for x < 0 and for NaN
+    if (is_nan_f(x)) {
+        return x;
+    }
+    if (x < 0.0) {
+        return bitcast<f32>(0x7fc00000u); // NaN
     }
     return r;
 }
@@ -121,7 +132,13 @@ fn sgn_f(x: f32) -> f32 {
     return select(select(0.0, -1.0, x < 0.0), 1.0, x > 0.0);
 }
 
+// max(x, lo) that keeps a NaN x, as torch.clamp(x, min=lo). A plain select(x, lo, x < lo) is
+// rewritten into fmax by GL compilers, which drops the NaN.
+fn max_keep_nan(x: f32, lo: f32) -> f32 {
+    return select(select(x, lo, x < lo), x, is_nan_f(x));
+}
+
 // max(x, 0) that keeps NaN, as torch.clamp(x, min=0).
 fn relu_f(x: f32) -> f32 {
-    return select(x, 0.0, x < 0.0);
+    return max_keep_nan(x, 0.0);
 }

@@ -37,8 +37,13 @@ fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
 }
 
 fn stdout_json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "wgloss failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "wgloss failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Runs every golden case through `wgloss eval --backend <backend>`; returns the failures.
@@ -69,7 +74,11 @@ fn eval_golden(backend: &str) -> Vec<String> {
         cmd.arg("--grad-out").arg(&grad_path);
         let out = cmd.output().unwrap();
         if !out.status.success() {
-            failures.push(format!("{}: {}", case.name, String::from_utf8_lossy(&out.stderr).trim()));
+            failures.push(format!(
+                "{}: {}",
+                case.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
             continue;
         }
         let json = stdout_json(&out);
@@ -79,18 +88,35 @@ fn eval_golden(backend: &str) -> Vec<String> {
             v => vec![v.as_f64().unwrap() as f32],
         };
         let expected = &case.expected["loss"];
-        let shape: Vec<usize> = json["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> = json["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
         if shape != expected.shape {
-            failures.push(format!("{}: loss shape {shape:?}, expected {:?}", case.name, expected.shape));
+            failures.push(format!(
+                "{}: loss shape {shape:?}, expected {:?}",
+                case.name, expected.shape
+            ));
         }
         let (grad_shape, grad) = read_npy(&grad_path);
-        let want_shape: Vec<u64> = case.expected["grad_input"].shape.iter().map(|&d| d as u64).collect();
+        let want_shape: Vec<u64> = case.expected["grad_input"]
+            .shape
+            .iter()
+            .map(|&d| d as u64)
+            .collect();
         if grad_shape != want_shape {
             failures.push(format!("{}: grad shape {grad_shape:?}", case.name));
         }
-        for (what, actual, expected) in [("loss", &loss, expected), ("grad", &grad, &case.expected["grad_input"])] {
+        for (what, actual, expected) in [
+            ("loss", &loss, expected),
+            ("grad", &grad, &case.expected["grad_input"]),
+        ] {
             let scale = expected.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            if let Err(m) = Tolerance::new(2e-6, 1e-6 * scale.max(1e-3)).check(actual, &expected.data) {
+            if let Err(m) =
+                Tolerance::new(2e-6, 1e-6 * scale.max(1e-3)).check(actual, &expected.data)
+            {
                 failures.push(format!("{} {what}: {m}", case.name));
             }
         }
@@ -116,32 +142,120 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let x = dir.path().join("x.npy");
     let y = dir.path().join("y34.npy");
-    write_npy(&x, &Tensor { shape: vec![12], dtype: "f32".into(), data: (0..12).map(|i| i as f64 * 0.1).collect() });
-    write_npy(&y, &Tensor { shape: vec![3, 4], dtype: "f32".into(), data: vec![0.5; 12] });
+    write_npy(
+        &x,
+        &Tensor {
+            shape: vec![12],
+            dtype: "f32".into(),
+            data: (0..12).map(|i| i as f64 * 0.1).collect(),
+        },
+    );
+    write_npy(
+        &y,
+        &Tensor {
+            shape: vec![3, 4],
+            dtype: "f32".into(),
+            data: vec![0.5; 12],
+        },
+    );
     let (xs, ys) = (x.to_str().unwrap(), y.to_str().unwrap());
     let cases: &[(&[&str], &str)] = &[
         (&["eval", "msee", "--input", xs], "unknown loss `msee`"),
-        (&["eval", "mse", "--input", "/nonexistent/x.npy", "--target", xs], "/nonexistent/x.npy"),
-        (&["eval", "mse", "--input", xs, "--target", ys], "shape [3, 4]"),
-        (&["eval", "huber", "--input", xs, "--target", xs, "--set", "delta=-1"], "delta"),
-        (&["eval", "huber", "--input", xs, "--target", xs, "--set", "gamma=2"], "unknown option `gamma`"),
-        (&["eval", "huber", "--input", xs, "--target", xs, "--set", "delta"], "KEY=VALUE"),
-        (&["eval", "mse", "--input", xs, "--target", xs, "--reduction", "avg"], "unknown reduction `avg`"),
+        (
+            &[
+                "eval",
+                "mse",
+                "--input",
+                "/nonexistent/x.npy",
+                "--target",
+                xs,
+            ],
+            "/nonexistent/x.npy",
+        ),
+        (
+            &["eval", "mse", "--input", xs, "--target", ys],
+            "shape [3, 4]",
+        ),
+        (
+            &[
+                "eval", "huber", "--input", xs, "--target", xs, "--set", "delta=-1",
+            ],
+            "delta",
+        ),
+        (
+            &[
+                "eval", "huber", "--input", xs, "--target", xs, "--set", "gamma=2",
+            ],
+            "unknown option `gamma`",
+        ),
+        (
+            &[
+                "eval", "huber", "--input", xs, "--target", xs, "--set", "delta",
+            ],
+            "KEY=VALUE",
+        ),
+        (
+            &[
+                "eval",
+                "mse",
+                "--input",
+                xs,
+                "--target",
+                xs,
+                "--reduction",
+                "avg",
+            ],
+            "unknown reduction `avg`",
+        ),
         (&["eval", "mse", "--input", xs], "missing operand `target`"),
-        (&["eval", "bce", "--input", xs, "--target", xs, "--set", "delta=1"], "unknown option"),
-        (&["eval", "mse", "--input", ys, "--target", ys, "--backend", "cpu", "--grad-var-out", xs], "no var gradient"),
+        (
+            &[
+                "eval", "bce", "--input", xs, "--target", xs, "--set", "delta=1",
+            ],
+            "unknown option",
+        ),
+        (
+            &[
+                "eval",
+                "mse",
+                "--input",
+                ys,
+                "--target",
+                ys,
+                "--backend",
+                "cpu",
+                "--grad-var-out",
+                xs,
+            ],
+            "no var gradient",
+        ),
     ];
     for (args, needle) in cases {
         let out = wgloss().args(*args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line:\n{err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: not one line:\n{err}"
+        );
         assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{args:?}: {err}"
+        );
     }
     // A file that is not .npy.
     std::fs::write(dir.path().join("junk.npy"), b"not numpy").unwrap();
-    let out = wgloss().args(["eval", "mse", "--input", dir.path().join("junk.npy").to_str().unwrap()]).output().unwrap();
+    let out = wgloss()
+        .args([
+            "eval",
+            "mse",
+            "--input",
+            dir.path().join("junk.npy").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a .npy file"));
 }
@@ -152,13 +266,27 @@ fn eval_reads_f64_and_writes_shaped_outputs() {
     let x = dir.path().join("x.npy");
     {
         use npyz::WriterBuilder;
-        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[2, 3]).writer(std::fs::File::create(&x).unwrap()).begin_nd().unwrap();
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[2, 3])
+            .writer(std::fs::File::create(&x).unwrap())
+            .begin_nd()
+            .unwrap();
         w.extend([0.5f64, -1.0, 2.0, 0.0, 3.0, -0.25]).unwrap();
         w.finish().unwrap();
     }
     let loss = dir.path().join("loss.npy");
     let out = wgloss()
-        .args(["eval", "l2_penalty", "--backend", "cpu", "--json", "--set", "lambda=2", "--input"])
+        .args([
+            "eval",
+            "l2_penalty",
+            "--backend",
+            "cpu",
+            "--json",
+            "--set",
+            "lambda=2",
+            "--input",
+        ])
         .arg(&x)
         .arg("--loss-out")
         .arg(&loss)
@@ -166,7 +294,10 @@ fn eval_reads_f64_and_writes_shaped_outputs() {
         .unwrap();
     let json = stdout_json(&out);
     // ½ · 2 · Σ x² = 0.25 + 1 + 4 + 0 + 9 + 0.0625
-    assert!((json["loss"].as_f64().unwrap() - 14.3125).abs() < 1e-5, "{json}");
+    assert!(
+        (json["loss"].as_f64().unwrap() - 14.3125).abs() < 1e-5,
+        "{json}"
+    );
     assert_eq!(json["shape"], serde_json::json!([]));
     let (shape, v) = read_npy(&loss);
     assert!(shape.is_empty());
@@ -176,24 +307,69 @@ fn eval_reads_f64_and_writes_shaped_outputs() {
 #[test]
 fn check_and_bench_run() {
     let Some(_) = gpu() else { return };
-    let out = wgloss().args(["check", "--loss", "huber", "--n", "1000"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = wgloss()
+        .args(["check", "--loss", "huber", "--n", "1000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("0 mismatches"), "{text}");
-    let out = wgloss().args(["bench", "--loss", "mse", "--loss", "gaussian_nll", "--n", "4096", "--reps", "1", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = wgloss()
+        .args([
+            "bench",
+            "--loss",
+            "mse",
+            "--loss",
+            "gaussian_nll",
+            "--n",
+            "4096",
+            "--reps",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 4, "gpu and cpu for each loss");
     for l in &lines {
-        for key in ["loss", "backend", "adapter", "n", "bytes", "median_ms", "gbps", "copy_gbps", "ratio_to_copy"] {
+        for key in [
+            "loss",
+            "backend",
+            "adapter",
+            "n",
+            "bytes",
+            "median_ms",
+            "gbps",
+            "copy_gbps",
+            "ratio_to_copy",
+        ] {
             assert!(!l[key].is_null(), "{key} missing in {l}");
         }
     }
     // mse moves two reads and one write per element (the GPU adds its partial sums).
     let bytes = |i: usize| lines[i]["bytes"].as_u64().unwrap();
-    assert_eq!((lines[0]["backend"].as_str(), lines[1]["backend"].as_str()), (Some("gpu"), Some("cpu")));
+    assert_eq!(
+        (lines[0]["backend"].as_str(), lines[1]["backend"].as_str()),
+        (Some("gpu"), Some("cpu"))
+    );
     assert_eq!(bytes(1), 12 * 4096);
-    assert!(bytes(0) > 12 * 4096 && bytes(0) < 12 * 4096 + 4096, "{}", lines[0]);
+    assert!(
+        bytes(0) > 12 * 4096 && bytes(0) < 12 * 4096 + 4096,
+        "{}",
+        lines[0]
+    );
     // gaussian_nll reads input, target, var and writes two gradients.
     assert_eq!(bytes(3), 20 * 4096);
 }

@@ -15,7 +15,11 @@ use wgloss::{cpu, ElementwiseSpec, LossOutput, Operands};
 
 fn check(case: &Case, key: &str, actual: &[f32]) -> Result<(), String> {
     let expected = &case.expected[key];
-    let scale = expected.data.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = expected
+        .data
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
     Tolerance::new(2e-6, 1e-6 * scale.max(1e-3))
         .check(actual, &expected.data)
         .map(|_| ())
@@ -23,10 +27,16 @@ fn check(case: &Case, key: &str, actual: &[f32]) -> Result<(), String> {
 }
 
 /// Runs every case through `compute`; returns the failures.
-fn run_all(compute: impl Fn(&ElementwiseSpec, &Operands) -> wgloss::Result<LossOutput>) -> Vec<String> {
+fn run_all(
+    compute: impl Fn(&ElementwiseSpec, &Operands) -> wgloss::Result<LossOutput>,
+) -> Vec<String> {
     let golden = load_golden("elementwise.json");
     assert!(golden.oracle.starts_with("PyTorch"), "{}", golden.oracle);
-    assert_eq!(golden.cases.len(), 358, "the golden file changed: update this count");
+    assert_eq!(
+        golden.cases.len(),
+        358,
+        "the golden file changed: update this count"
+    );
     let mut failures = Vec::new();
     for case in &golden.cases {
         let spec = case.elementwise_spec();
@@ -69,12 +79,23 @@ fn run_all(compute: impl Fn(&ElementwiseSpec, &Operands) -> wgloss::Result<LossO
 #[test]
 fn cpu_matches_every_elementwise_golden_case() {
     let failures = run_all(cpu::compute);
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn gpu_matches_every_elementwise_golden_case() {
     let Some(ctx) = gpu() else { return };
     let failures = run_all(|spec, ops| ctx.compute(spec, ops));
-    assert!(failures.is_empty(), "{} failures on {}:\n{}", failures.len(), ctx.adapter().summary(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures on {}:\n{}",
+        failures.len(),
+        ctx.adapter().summary(),
+        failures.join("\n")
+    );
 }

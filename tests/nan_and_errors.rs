@@ -9,26 +9,25 @@ use wgloss::{
     cpu, Context, ElementwiseLoss, ElementwiseSpec, Error, LossOutput, Operand, Operands, Reduction,
 };
 
-fn check(name: &str, what: &str, actual: &[f32], expected: &[f64]) {
-    // NaN must meet NaN at the same index; finite values as in golden_cpu.rs.
-    if let Err(m) = Tolerance::new(2e-6, 1e-6).check(actual, expected) {
-        panic!("{name} {what}: {m}");
-    }
-}
-
-fn check_output(name: &str, out: &LossOutput, case: &common::Case) {
-    check(
-        name,
-        "loss",
-        out.value.as_slice(),
-        &case.expected["loss"].data,
-    );
-    check(
-        name,
-        "grad_input",
-        &out.grad,
-        &case.expected["grad_input"].data,
-    );
+/// The mismatches of one output against the case (NaN must meet NaN at the same index;
+/// finite values with the tolerance of golden.rs).
+fn mismatches(name: &str, out: &LossOutput, case: &common::Case) -> Vec<String> {
+    [
+        ("loss", out.value.as_slice(), &case.expected["loss"].data),
+        (
+            "grad_input",
+            &out.grad[..],
+            &case.expected["grad_input"].data,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(what, actual, expected)| {
+        Tolerance::new(2e-6, 1e-6)
+            .check(actual, expected)
+            .err()
+            .map(|m| format!("{name} {what}: {m}"))
+    })
+    .collect()
 }
 
 #[test]
@@ -36,6 +35,7 @@ fn nan_propagates_as_in_pytorch_on_cpu_and_gpu() {
     let golden = load_golden("nan_elementwise.json");
     assert!(golden.cases.len() >= 50);
     let ctx = gpu();
+    let mut failures = Vec::new();
     for case in &golden.cases {
         let spec = case.elementwise_spec();
         let x = case.input("input").unwrap();
@@ -50,19 +50,25 @@ fn nan_propagates_as_in_pytorch_on_cpu_and_gpu() {
             "{}: no NaN in the case",
             case.name
         );
-        check_output(
+        failures.extend(mismatches(
             &format!("cpu {}", case.name),
             &cpu::compute(&spec, &ops).unwrap(),
             case,
-        );
+        ));
         if let Some(ctx) = &ctx {
-            check_output(
+            failures.extend(mismatches(
                 &format!("gpu {}", case.name),
                 &ctx.compute(&spec, &ops).unwrap(),
                 case,
-            );
+            ));
         }
     }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Runs `f` on the CPU path and, when there is an adapter, on the GPU path: both must agree.

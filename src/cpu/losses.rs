@@ -64,13 +64,7 @@ pub fn huber(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
     } else {
         delta * (ad - 0.5 * delta)
     };
-    let grad = if d < -delta {
-        -delta
-    } else if d > delta {
-        delta
-    } else {
-        d
-    };
+    let grad = if ad > delta { delta * sign(d) } else { d };
     terms(value, grad)
 }
 

@@ -49,7 +49,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 5.0e-01);
     let y = (p * r).mul_add(r, r) + 1.0;
     // Scale by 2^n in two steps so that n in [-150, 128] neither wraps nor loses subnormals.
     let n1 = ni >> 1;
@@ -107,12 +107,12 @@ pub fn ln_1p_unit(e: f32) -> f32 {
     let mut q = 2.030_247_6e-3_f32;
     q = q.mul_add(e, -1.340_756_1e-2);
     q = q.mul_add(e, 4.147_829_5e-2);
-    q = q.mul_add(e, -8.244_183_7e-2);
+    q = q.mul_add(e, -8.244184e-02);
     q = q.mul_add(e, 1.241_844_2e-1);
     q = q.mul_add(e, -1.610_569_4e-1);
     q = q.mul_add(e, 1.989_074_8e-1);
     q = q.mul_add(e, -2.498_727_1e-1);
-    q = q.mul_add(e, 3.333_255_9e-1);
+    q = q.mul_add(e, 3.333256e-01);
     q = q.mul_add(e, -4.999_998_2e-1);
     q = q.mul_add(e, 1.0);
     e * q

@@ -274,30 +274,39 @@ impl ElementwiseLoss {
                 }),
             }
         };
-        let slot: Option<()> = match (self, key) {
-            (ElementwiseLoss::Huber { delta }, "delta") => Some(*delta = float(value)?),
-            (ElementwiseLoss::SmoothL1 { beta }, "beta") => Some(*beta = float(value)?),
-            (ElementwiseLoss::Cauchy { scale }, "scale") => Some(*scale = float(value)?),
-            (ElementwiseLoss::PoissonNll { log_input, .. }, "log_input") => {
-                Some(*log_input = boolean(value)?)
-            }
+        /// Where an option's value goes.
+        enum Slot<'a> {
+            Float(&'a mut f32),
+            Bool(&'a mut bool),
+        }
+        let slot = match (self, key) {
+            (ElementwiseLoss::Huber { delta }, "delta") => Slot::Float(delta),
+            (ElementwiseLoss::SmoothL1 { beta }, "beta") => Slot::Float(beta),
+            (ElementwiseLoss::Cauchy { scale }, "scale") => Slot::Float(scale),
+            (ElementwiseLoss::PoissonNll { log_input, .. }, "log_input") => Slot::Bool(log_input),
             (ElementwiseLoss::PoissonNll { full, .. }, "full")
-            | (ElementwiseLoss::GaussianNll { full, .. }, "full") => Some(*full = boolean(value)?),
+            | (ElementwiseLoss::GaussianNll { full, .. }, "full") => Slot::Bool(full),
             (ElementwiseLoss::PoissonNll { eps, .. }, "eps")
-            | (ElementwiseLoss::GaussianNll { eps, .. }, "eps") => Some(*eps = float(value)?),
-            (ElementwiseLoss::SigmoidFocal { alpha, .. }, "alpha") => Some(*alpha = float(value)?),
-            (ElementwiseLoss::SigmoidFocal { gamma, .. }, "gamma") => Some(*gamma = float(value)?),
+            | (ElementwiseLoss::GaussianNll { eps, .. }, "eps") => Slot::Float(eps),
+            (ElementwiseLoss::SigmoidFocal { alpha, .. }, "alpha") => Slot::Float(alpha),
+            (ElementwiseLoss::SigmoidFocal { gamma, .. }, "gamma") => Slot::Float(gamma),
             (ElementwiseLoss::Hinge { margin }, "margin")
-            | (ElementwiseLoss::SquaredHinge { margin }, "margin") => Some(*margin = float(value)?),
+            | (ElementwiseLoss::SquaredHinge { margin }, "margin") => Slot::Float(margin),
             (ElementwiseLoss::L1Penalty { lambda }, "lambda")
-            | (ElementwiseLoss::L2Penalty { lambda }, "lambda") => Some(*lambda = float(value)?),
-            _ => None,
+            | (ElementwiseLoss::L2Penalty { lambda }, "lambda") => Slot::Float(lambda),
+            _ => {
+                return Err(Error::UnknownOption {
+                    loss,
+                    option: key.to_string(),
+                    known,
+                })
+            }
         };
-        slot.ok_or_else(|| Error::UnknownOption {
-            loss,
-            option: key.to_string(),
-            known,
-        })
+        match slot {
+            Slot::Float(f) => *f = float(value)?,
+            Slot::Bool(b) => *b = boolean(value)?,
+        }
+        Ok(())
     }
 
     /// Checks every option against its valid range.
@@ -779,7 +788,8 @@ impl<'a> Operands<'a> {
         match (spec.loss.aux_input(), self.var, self.pos_weight) {
             (AuxInput::Var, Some(v), None) => {
                 same_len(Operand::Var, v)?;
-                if let Some(index) = v.iter().position(|&v| !(v >= 0.0)) {
+                // As PyTorch: negative entries are an error (a NaN is not).
+                if let Some(index) = v.iter().position(|&v| v < 0.0) {
                     return Err(Error::OutOfDomain {
                         loss,
                         operand: Operand::Var,

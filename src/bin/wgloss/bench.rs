@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use wgloss::bench::{cpu_stream_add, median_ms, GpuStreamAdd, GpuTimer};
-use wgloss::{cpu, BufferRange, Context, ElementwiseBuffers, ElementwiseLoss, ElementwiseSpec, Reduction};
+use wgloss::{
+    cpu, BufferRange, Context, ElementwiseBuffers, ElementwiseLoss, ElementwiseSpec, Reduction,
+};
 
 use crate::eval::build_spec;
 use crate::CliResult;
@@ -82,7 +84,11 @@ impl Row {
 pub fn cpu_name() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     format!("{model} ({} threads)", rayon::current_num_threads())
 }
@@ -104,14 +110,25 @@ fn tiled(loss: &ElementwiseLoss, n: usize) -> wgloss::sample::SampleData {
 
 pub fn run(args: BenchArgs) -> CliResult<()> {
     let names: Vec<String> = if args.loss.is_empty() {
-        wgloss::ELEMENTWISE_NAMES.iter().map(|s| s.to_string()).collect()
+        wgloss::ELEMENTWISE_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args.loss.clone()
     };
     // Validate every name before measuring anything.
     let specs: Vec<ElementwiseSpec> = names
         .iter()
-        .map(|n| build_spec(n, &[], None).map(|s| if s.reduction == Reduction::None { s.with_reduction(Reduction::Mean) } else { s }))
+        .map(|n| {
+            build_spec(n, &[], None).map(|s| {
+                if s.reduction == Reduction::None {
+                    s.with_reduction(Reduction::Mean)
+                } else {
+                    s
+                }
+            })
+        })
         .collect::<CliResult<_>>()?;
     let n = args.n.max(1);
     let reps = args.reps.max(1);
@@ -122,7 +139,10 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         wgloss::bench::check_fits(ctx, n as u64)?;
     }
     let bar = ProgressBar::new((specs.len() * (gpu as usize + cpu as usize)) as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let mut rows = Vec::new();
     for spec in &specs {
         let data = tiled(&spec.loss, n);
@@ -153,7 +173,15 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         for r in &rows {
             println!(
                 "{:<16} {:<4} {:>10} {:>9.1} {:>10.3} {:>9.2} {:>10.2} {:>6.0}%  {}",
-                r.loss, r.backend, r.n, r.bytes as f64 / 1e6, r.median_ms, r.gbps(), r.copy_gbps(), 100.0 * r.gbps() / r.copy_gbps(), r.timing
+                r.loss,
+                r.backend,
+                r.n,
+                r.bytes as f64 / 1e6,
+                r.median_ms,
+                r.gbps(),
+                r.copy_gbps(),
+                100.0 * r.gbps() / r.copy_gbps(),
+                r.timing
             );
         }
         if let Some(r) = rows.iter().find(|r| r.backend == "gpu") {
@@ -168,11 +196,12 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
 
 fn upload(ctx: &Context, data: &[f32]) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
-    ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("bench operand"),
-        contents: bytemuck::cast_slice(data),
-        usage: wgpu::BufferUsages::STORAGE,
-    })
+    ctx.device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("bench operand"),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
 }
 
 fn output(ctx: &Context, len: usize) -> wgpu::Buffer {
@@ -224,7 +253,11 @@ fn bench_gpu(
         bytes,
         median_ms: median_ms(&losses),
         copy_ms: median_ms(&copies) * bytes as f64 / copy.bytes() as f64,
-        timing: if timer.has_timestamps() { "timestamps" } else { "wall" },
+        timing: if timer.has_timestamps() {
+            "timestamps"
+        } else {
+            "wall"
+        },
         dispatches: Some(plan.dispatches()),
     })
 }

@@ -24,7 +24,10 @@ pub struct CheckArgs {
 /// GPU and CPU both compute in f32 with the same algorithms; they differ by FMA contraction
 /// and summation order (see tests/gpu_elementwise.rs).
 fn tolerance(expected: &[f32]) -> Tolerance {
-    let scale = expected.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs() as f64));
+    let scale = expected
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs() as f64));
     Tolerance::new(1e-5, 1e-6 * scale.max(1e-6))
 }
 
@@ -34,7 +37,10 @@ pub fn run(args: CheckArgs) -> CliResult<()> {
     let losses: Vec<ElementwiseLoss> = match &args.loss {
         Some(name) => {
             let wanted = ElementwiseLoss::from_name(name)?;
-            loss_variants().into_iter().filter(|l| l.name() == wanted.name()).collect()
+            loss_variants()
+                .into_iter()
+                .filter(|l| l.name() == wanted.name())
+                .collect()
         }
         None => loss_variants(),
     };
@@ -58,7 +64,8 @@ pub fn run(args: CheckArgs) -> CliResult<()> {
                 let gpu = ctx.compute(&spec, &ops)?;
                 let cpu = cpu::compute(&spec, &ops)?;
                 cases += 1;
-                let value = tolerance(cpu.value.as_slice()).check(gpu.value.as_slice(), cpu.value.as_slice());
+                let value = tolerance(cpu.value.as_slice())
+                    .check(gpu.value.as_slice(), cpu.value.as_slice());
                 let grad = tolerance(&cpu.grad).check(&gpu.grad, &cpu.grad);
                 let grad_var = match (&gpu.grad_var, &cpu.grad_var) {
                     (Some(g), Some(c)) => tolerance(c).check(g, c),
@@ -68,7 +75,12 @@ pub fn run(args: CheckArgs) -> CliResult<()> {
                 let row = |v: &ErrorStats, g: &ErrorStats, verdict: &str| {
                     println!(
                         "{:<46} {:<9} {:>8} {:>12.3e} {:>12.3e} {:>12.3e}  {verdict}",
-                        label, reduction.name(), n, v.max_rel, g.max_abs, g.max_rel
+                        label,
+                        reduction.name(),
+                        n,
+                        v.max_rel,
+                        g.max_abs,
+                        g.max_rel
                     )
                 };
                 match (value, grad, grad_var) {
@@ -77,7 +89,11 @@ pub fn run(args: CheckArgs) -> CliResult<()> {
                         failures += 1;
                         let first = [v.err(), g.err(), gv.err()].into_iter().flatten().next();
                         let why = first.map(|m| m.to_string()).unwrap_or_default();
-                        row(&ErrorStats::default(), &ErrorStats::default(), &format!("MISMATCH: {why}"));
+                        row(
+                            &ErrorStats::default(),
+                            &ErrorStats::default(),
+                            &format!("MISMATCH: {why}"),
+                        );
                     }
                 }
             }

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use wgloss::{cpu, Context, ElementwiseLoss, ElementwiseSpec, LossOutput, LossValue, Operands, Reduction};
+use wgloss::{
+    cpu, Context, ElementwiseLoss, ElementwiseSpec, LossOutput, LossValue, Operands, Reduction,
+};
 
 use crate::npy::{self, Array};
 use crate::{CliError, CliResult};
@@ -60,7 +62,11 @@ pub struct EvalArgs {
 }
 
 /// The loss of `name` with `KEY=VALUE` options and the reduction.
-pub fn build_spec(name: &str, options: &[String], reduction: Option<&str>) -> CliResult<ElementwiseSpec> {
+pub fn build_spec(
+    name: &str,
+    options: &[String],
+    reduction: Option<&str>,
+) -> CliResult<ElementwiseSpec> {
     let mut loss = ElementwiseLoss::from_name(name)?;
     for kv in options {
         let (key, value) = kv
@@ -77,13 +83,20 @@ pub fn build_spec(name: &str, options: &[String], reduction: Option<&str>) -> Cl
     Ok(spec)
 }
 
-fn read_same_shape(path: &Option<PathBuf>, what: &str, shape: &[usize]) -> CliResult<Option<Array>> {
+fn read_same_shape(
+    path: &Option<PathBuf>,
+    what: &str,
+    shape: &[usize],
+) -> CliResult<Option<Array>> {
     let Some(path) = path else { return Ok(None) };
     let a = npy::read(path)?;
     if a.shape != shape {
         return Err(CliError::File {
             path: path.display().to_string(),
-            problem: format!("{what} has shape {:?}, but the input has shape {shape:?}", a.shape),
+            problem: format!(
+                "{what} has shape {:?}, but the input has shape {shape:?}",
+                a.shape
+            ),
         });
     }
     Ok(Some(a))
@@ -143,7 +156,9 @@ pub fn run(args: EvalArgs) -> CliResult<()> {
     if args.json {
         let loss = match &out.value {
             LossValue::Scalar(v) => json_number(*v),
-            LossValue::Elements(v) => serde_json::Value::Array(v.iter().map(|&x| json_number(x)).collect()),
+            LossValue::Elements(v) => {
+                serde_json::Value::Array(v.iter().map(|&x| json_number(x)).collect())
+            }
         };
         let obj = serde_json::json!({
             "loss": loss,
@@ -155,7 +170,12 @@ pub fn run(args: EvalArgs) -> CliResult<()> {
     } else {
         match &out.value {
             LossValue::Scalar(v) => println!("{} ({}) = {v}", spec.loss.name(), spec.reduction),
-            LossValue::Elements(v) => println!("{} (none): {} values, first {:?}", spec.loss.name(), v.len(), &v[..v.len().min(8)]),
+            LossValue::Elements(v) => println!(
+                "{} (none): {} values, first {:?}",
+                spec.loss.name(),
+                v.len(),
+                &v[..v.len().min(8)]
+            ),
         }
         println!("backend {backend}, adapter {adapter}");
     }

@@ -21,19 +21,43 @@ pub fn run(args: InfoArgs) -> CliResult<()> {
     println!("adapters ({backends:?}):");
     for adapter in wgloss::enumerate_adapters(backends) {
         let i = adapter.get_info();
-        println!("  - {} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info);
+        println!(
+            "  - {} ({:?}, {:?}, driver {} {})",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        );
     }
     let ctx = Context::with_options(ContextOptions::default())?;
     let a = ctx.adapter();
     let l = &a.limits;
     println!("chosen: {}", a.summary());
-    println!("  max_storage_buffer_binding_size  {} bytes", l.max_storage_buffer_binding_size);
-    println!("  max_buffer_size                  {} bytes", l.max_buffer_size);
-    println!("  max_storage_buffers_per_stage    {}", l.max_storage_buffers_per_shader_stage);
-    println!("  max_compute_workgroups_per_dim   {}", l.max_compute_workgroups_per_dimension);
-    println!("  max_compute_invocations_per_wg   {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroup_storage    {} bytes", l.max_compute_workgroup_storage_size);
-    println!("  min_storage_buffer_offset_align  {} bytes", l.min_storage_buffer_offset_alignment);
+    println!(
+        "  max_storage_buffer_binding_size  {} bytes",
+        l.max_storage_buffer_binding_size
+    );
+    println!(
+        "  max_buffer_size                  {} bytes",
+        l.max_buffer_size
+    );
+    println!(
+        "  max_storage_buffers_per_stage    {}",
+        l.max_storage_buffers_per_shader_stage
+    );
+    println!(
+        "  max_compute_workgroups_per_dim   {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "  max_compute_invocations_per_wg   {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroup_storage    {} bytes",
+        l.max_compute_workgroup_storage_size
+    );
+    println!(
+        "  min_storage_buffer_offset_align  {} bytes",
+        l.min_storage_buffer_offset_alignment
+    );
     println!(
         "  subgroups {} (sizes {}..{}), shader f16 {}, timestamps {}",
         a.subgroups(),

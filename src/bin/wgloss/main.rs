@@ -31,7 +31,11 @@ pub enum CliError {
 pub type CliResult<T> = Result<T, CliError>;
 
 #[derive(Parser)]
-#[command(name = "wgloss", version, about = "Loss functions on the GPU (wgpu/WGSL) and the CPU: evaluate, check, benchmark")]
+#[command(
+    name = "wgloss",
+    version,
+    about = "Loss functions on the GPU (wgpu/WGSL) and the CPU: evaluate, check, benchmark"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,7 @@ enum Command {
     /// Every adapter seen, the one chosen, its limits and features.
     Info(info::InfoArgs),
     /// Evaluate one loss and its gradient on .npy files.
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// Every loss on seeded random data, GPU against CPU; fails on a mismatch.
     Check(check::CheckArgs),
     /// Forward+backward time of each loss on the GPU and the CPU, against a memory copy.
@@ -53,13 +57,19 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => info::run(args),
-        Command::Eval(args) => eval::run(args),
+        Command::Eval(args) => eval::run(*args),
         Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
     };
     if let Err(e) = result {
         // One line, whatever the error carries (shader messages span several).
-        let message = e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        let message = e
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         eprintln!("wgloss: error: {message}");
         std::process::exit(1);
     }

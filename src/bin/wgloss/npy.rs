@@ -20,9 +20,13 @@ fn file_error(path: &Path, problem: impl std::fmt::Display) -> CliError {
 /// Reads `path`; floats are converted to f32, integers (class or sign targets) too.
 pub fn read(path: &Path) -> CliResult<Array> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| file_error(path, format!("not a .npy file ({e})")))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .map_err(|e| file_error(path, format!("not a .npy file ({e})")))?;
     if npy.order() == npyz::Order::Fortran && npy.shape().len() > 1 {
-        return Err(file_error(path, "Fortran-ordered arrays are not supported; save it C-ordered"));
+        return Err(file_error(
+            path,
+            "Fortran-ordered arrays are not supported; save it C-ordered",
+        ));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let npyz::DType::Plain(ty) = npy.dtype() else {
@@ -31,11 +35,36 @@ pub fn read(path: &Path) -> CliResult<Array> {
     let bad = |e: std::io::Error| file_error(path, e);
     let data: Vec<f32> = match (ty.type_char(), ty.size_field()) {
         (npyz::TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(bad)?,
-        (npyz::TypeChar::Float, 8) => npy.into_vec::<f64>().map_err(bad)?.into_iter().map(|v| v as f32).collect(),
-        (npyz::TypeChar::Float, 2) => npy.into_vec::<half::f16>().map_err(bad)?.into_iter().map(f32::from).collect(),
-        (npyz::TypeChar::Int, 4) => npy.into_vec::<i32>().map_err(bad)?.into_iter().map(|v| v as f32).collect(),
-        (npyz::TypeChar::Int, 8) => npy.into_vec::<i64>().map_err(bad)?.into_iter().map(|v| v as f32).collect(),
-        _ => return Err(file_error(path, format!("dtype {ty} is not supported (use f32, f64, f16, i32 or i64)"))),
+        (npyz::TypeChar::Float, 8) => npy
+            .into_vec::<f64>()
+            .map_err(bad)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        (npyz::TypeChar::Float, 2) => npy
+            .into_vec::<half::f16>()
+            .map_err(bad)?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        (npyz::TypeChar::Int, 4) => npy
+            .into_vec::<i32>()
+            .map_err(bad)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        (npyz::TypeChar::Int, 8) => npy
+            .into_vec::<i64>()
+            .map_err(bad)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        _ => {
+            return Err(file_error(
+                path,
+                format!("dtype {ty} is not supported (use f32, f64, f16, i32 or i64)"),
+            ))
+        }
     };
     Ok(Array { shape, data })
 }
@@ -51,6 +80,8 @@ pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> CliResult<()> {
         .writer(std::io::BufWriter::new(file))
         .begin_nd()
         .map_err(|e| file_error(path, e))?;
-    writer.extend(data.iter().copied()).map_err(|e| file_error(path, e))?;
+    writer
+        .extend(data.iter().copied())
+        .map_err(|e| file_error(path, e))?;
     writer.finish().map_err(|e| file_error(path, e))
 }
