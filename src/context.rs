@@ -225,7 +225,11 @@ impl Context {
     }
 
     /// A context on the caller's device and queue (an engine's own). wgloss uses the limits
-    /// and features the device was created with; it does not install a device-lost callback.
+    /// and features the device was created with: request the adapter's limits
+    /// (`required_limits: adapter.limits()`) for the largest bindings, and
+    /// `Features::SUBGROUP` for the subgroup reduction. wgloss does not install a device-lost
+    /// callback on a device it does not own: the engine's own callback stays in charge, and
+    /// wgloss reports a lost device through the errors of its submissions.
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
@@ -336,6 +340,12 @@ impl Context {
     /// The reduction the kernels use on this device.
     pub fn reduce_strategy(&self) -> ReduceStrategy {
         self.launch.reduce
+    }
+
+    /// The alignment, in bytes, of every [`crate::BufferRange`] offset on this device (the
+    /// device's `min_storage_buffer_offset_alignment`).
+    pub fn storage_alignment(&self) -> u64 {
+        self.launch.storage_align
     }
 
     /// The storage binding size chunks are cut to, in bytes.

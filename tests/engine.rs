@@ -23,23 +23,7 @@ fn storage(ctx: &Context, bytes: u64) -> wgpu::Buffer {
 }
 
 fn read(ctx: &Context, buffer: &wgpu::Buffer, offset: u64, len: usize) -> Vec<f32> {
-    let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("test readback"),
-        size: len as u64 * 4,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = ctx.device().create_command_encoder(&Default::default());
-    enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, len as u64 * 4);
-    ctx.queue().submit([enc.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    ctx.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .unwrap();
-    let v = bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
-    v
+    ctx.read_f32(buffer, offset, len).unwrap()
 }
 
 #[test]
@@ -78,7 +62,7 @@ fn prepare_once_bind_once_record_many_times_at_offsets() {
     );
 
     // x and y share one buffer at aligned offsets; the loss sits at an offset of another.
-    let align = ctx.adapter().limits.min_storage_buffer_offset_alignment as u64;
+    let align = ctx.storage_alignment();
     let y_at = (n as u64 * 4).next_multiple_of(align);
     let inputs = storage(&ctx, y_at + n as u64 * 4);
     let grad = storage(&ctx, n as u64 * 4);

@@ -229,6 +229,15 @@ impl ElementwisePlan {
         &self.layout
     }
 
+    /// Values the `loss` buffer receives: 1 for mean/sum, `N` for none.
+    pub fn loss_len(&self) -> u64 {
+        if self.spec.reduction.is_reduced() {
+            1
+        } else {
+            self.layout.len
+        }
+    }
+
     /// Compute dispatches per recorded call: one per chunk, plus one final sum when reduced.
     pub fn dispatches(&self) -> usize {
         self.chunks.len() + self.finish.is_some() as usize

@@ -29,6 +29,7 @@ impl Context {
     ) -> Result<LossOutput> {
         let layout = ops.validate(spec)?;
         let label = format!("wgloss {}", spec.loss.name());
+        crate::bench::check_fits(self, layout.len)?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
 
@@ -124,6 +125,32 @@ impl Context {
             grad: grad_values.to_vec(),
             grad_var: grad_var.map(|_| grad_var_values.to_vec()),
         })
+    }
+
+    /// Reads `len` f32 values of `buffer` from byte `offset` (the buffer needs
+    /// `BufferUsages::COPY_SRC`): one copy into a staging buffer, one submit, one wait. For
+    /// when an engine wants to look at a loss or a gradient; nothing else in the engine-level
+    /// API reads back.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
+        let bytes = len as u64 * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgloss read_f32"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                label: "wgloss read_f32".into(),
+                message: e.to_string(),
+            });
+        }
+        let raw = pollster::block_on(self.read_back(&staging))?;
+        Ok(bytemuck::cast_slice(&raw)[..len].to_vec())
     }
 
     /// Maps a `MAP_READ` buffer, waits for the GPU, and copies its contents out.

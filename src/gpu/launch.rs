@@ -53,7 +53,9 @@ pub(crate) fn plan_chunks(launch: &Launch, n: u64, elem_bytes: u64) -> Vec<Chunk
     while start < n {
         let len = per_chunk.min(n - start);
         let wanted = len.div_ceil(launch.workgroup_size as u64);
-        let groups = wanted.min(launch.max_workgroups as u64) as u32;
+        // Grid-stride loops cover any length with fewer groups: never more than one grid holds.
+        let grid_cap = (launch.max_per_dimension as u64).pow(2);
+        let groups = wanted.min(launch.max_workgroups as u64).min(grid_cap) as u32;
         let grid = grid_for(groups, launch.max_per_dimension);
         let chunk = ChunkDispatch {
             start,
@@ -197,6 +199,39 @@ mod tests {
         }
         assert_eq!(next, n);
         assert_eq!(chunks[1].partial_base, chunks[0].groups());
+    }
+
+    proptest::proptest! {
+        /// For any size, binding limit and workgroup cap: the chunks tile `0..n` exactly, start
+        /// at aligned offsets, fit one binding, and their partials are numbered back to back.
+        #[test]
+        fn chunks_tile_any_input(
+            n in 1u64..5_000_000,
+            binding_units in 1u64..4096,
+            max_workgroups in 1u32..200_000,
+            max_per_dimension in proptest::prop_oneof![1u32..300, 65_535u32..70_000],
+        ) {
+            let l = Launch {
+                max_workgroups,
+                max_per_dimension,
+                ..launch(binding_units * 256, max_workgroups)
+            };
+            let chunks = plan_chunks(&l, n, 4);
+            let (mut next, mut partials) = (0, 0);
+            for c in &chunks {
+                proptest::prop_assert_eq!(c.start, next);
+                proptest::prop_assert_eq!((c.start * 4) % 256, 0);
+                proptest::prop_assert!(c.len >= 1 && c.len * 4 <= l.binding_bytes);
+                proptest::prop_assert!(c.grid[0] <= max_per_dimension && c.grid[1] <= max_per_dimension);
+                proptest::prop_assert!(c.groups() >= 1);
+                let cap = (max_per_dimension as u64).pow(2).min(max_workgroups as u64);
+                proptest::prop_assert!(c.groups() as u64 >= c.len.div_ceil(256).min(cap));
+                proptest::prop_assert_eq!(c.partial_base, partials);
+                next += c.len;
+                partials += c.groups();
+            }
+            proptest::prop_assert_eq!(next, n);
+        }
     }
 
     #[test]

@@ -13,8 +13,10 @@ use wgloss::{
     cpu, BufferRange, Context, ElementwiseBuffers, ElementwiseLoss, ElementwiseSpec, Reduction,
 };
 
+use wgloss::compare::Tolerance;
+
 use crate::eval::build_spec;
-use crate::CliResult;
+use crate::{CliError, CliResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Which {
@@ -44,6 +46,11 @@ pub struct BenchArgs {
 
 /// One measured loss on one backend.
 struct Row {
+    /// The reduced loss and the gradient of the last run, for the GPU-against-CPU check.
+    value: f32,
+    grad: Vec<f32>,
+    /// `Some(true)` when this GPU row was checked against the CPU and agreed.
+    checked: Option<bool>,
     loss: String,
     backend: &'static str,
     adapter: String,
@@ -76,6 +83,7 @@ impl Row {
             "copy_median_ms": self.copy_ms,
             "timing": self.timing,
             "dispatches": self.dispatches,
+            "checked_against_cpu": self.checked,
         })
     }
 }
@@ -143,7 +151,8 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut rows = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut mismatches = Vec::new();
     for spec in &specs {
         let data = tiled(&spec.loss, n);
         let ops = data.operands(&spec.loss, false);
@@ -155,7 +164,15 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         }
         if cpu {
             bar.set_message(format!("{} on the CPU", spec.loss.name()));
-            rows.push(bench_cpu(spec, &ops, layout, reps)?);
+            let c = bench_cpu(spec, &ops, layout, reps)?;
+            // With both backends, the GPU's last results must match the CPU's.
+            if let Some(g) = rows.last_mut().filter(|r| r.backend == "gpu" && gpu) {
+                g.checked = Some(agree(g, &c));
+                if g.checked == Some(false) {
+                    mismatches.push(spec.loss.name());
+                }
+            }
+            rows.push(c);
             bar.inc(1);
         }
         if args.json {
@@ -190,8 +207,37 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         if let Some(r) = rows.iter().find(|r| r.backend == "cpu") {
             println!("cpu: {}", r.adapter);
         }
+        if gpu && cpu {
+            println!(
+                "every GPU result checked against the CPU: {}",
+                if mismatches.is_empty() {
+                    "all agree"
+                } else {
+                    "MISMATCH"
+                }
+            );
+        }
+    }
+    if !mismatches.is_empty() {
+        return Err(CliError::Mismatch {
+            failures: mismatches.len(),
+            cases: specs.len(),
+        });
     }
     Ok(())
+}
+
+/// The GPU row's loss and gradient against the CPU row's (tolerance as `wgloss check`).
+fn agree(gpu: &Row, cpu: &Row) -> bool {
+    let tol = |v: &[f32]| {
+        let scale = v
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0.0f64, |m, x| m.max(x.abs() as f64));
+        Tolerance::new(1e-5, 1e-6 * scale.max(1e-6))
+    };
+    tol(&[cpu.value]).check(&[gpu.value], &[cpu.value]).is_ok()
+        && tol(&cpu.grad).check(&gpu.grad, &cpu.grad).is_ok()
 }
 
 fn upload(ctx: &Context, data: &[f32]) -> wgpu::Buffer {
@@ -208,7 +254,7 @@ fn output(ctx: &Context, len: usize) -> wgpu::Buffer {
     ctx.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some("bench output"),
         size: (len * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     })
 }
@@ -246,6 +292,9 @@ fn bench_gpu(
         losses.push(timer.time(ctx, |e| bound.record(e))?.best());
     }
     Ok(Row {
+        value: ctx.read_f32(&loss, 0, 1)?[0],
+        grad: ctx.read_f32(&grad, 0, n)?,
+        checked: None,
         loss: spec.loss.name().to_string(),
         backend: "gpu",
         adapter: ctx.adapter().info.name.clone(),
@@ -303,7 +352,19 @@ fn bench_cpu(
         copies.push(time(&mut run_copy)?);
         losses.push(time(&mut run_loss)?);
     }
+    let value = cpu::compute_into(
+        spec,
+        ops,
+        cpu::CpuOutputs {
+            grad_input: Some(&mut grad),
+            ..Default::default()
+        },
+    )?
+    .unwrap_or(f64::NAN) as f32;
     Ok(Row {
+        value,
+        grad,
+        checked: None,
         loss: spec.loss.name().to_string(),
         backend: "cpu",
         adapter: cpu_name(),
