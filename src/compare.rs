@@ -55,6 +55,38 @@ impl Tolerance {
         Tolerance { rel, abs }
     }
 
+    /// `rel` relative, plus an absolute part of `abs_fraction` times the largest finite
+    /// magnitude in `expected` (at least `floor`): elements far smaller than the rest of their
+    /// tensor come from cancellation and carry the rounding error of the large terms.
+    pub fn scaled<E: Copy + Into<f64>>(
+        rel: f64,
+        abs_fraction: f64,
+        floor: f64,
+        expected: &[E],
+    ) -> Self {
+        let scale = expected
+            .iter()
+            .map(|&v| v.into())
+            .filter(|v: &f64| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        Tolerance::new(rel, abs_fraction * scale.max(floor))
+    }
+
+    /// wgloss (f32) against a float64 reference such as PyTorch's golden cases: a relative
+    /// 2e-6 (about 16 f32 ulps: a handful of operations of about 1 ulp each, and f64 sums)
+    /// plus 1e-6 of the largest magnitude.
+    pub fn against_reference<E: Copy + Into<f64>>(expected: &[E]) -> Self {
+        Self::scaled(2e-6, 1e-6, 1e-3, expected)
+    }
+
+    /// The GPU path against the CPU path. Both run the same f32 algorithms (`src/cpu/math.rs`
+    /// and `shaders/math.wgsl`), so elements differ only by contraction into FMAs and the
+    /// GPU's division; reduced values also by the order of summation (an f32 tree against f64
+    /// lanes): a relative 1e-5 plus 1e-6 of the largest magnitude.
+    pub fn gpu_against_cpu(expected: &[f32]) -> Self {
+        Self::scaled(1e-5, 1e-6, 1e-6, expected)
+    }
+
     /// Whether one pair matches.
     pub fn matches(&self, actual: f64, expected: f64) -> bool {
         if expected.is_nan() || actual.is_nan() {

@@ -113,9 +113,8 @@ fn eval_golden(backend: &str) -> Vec<String> {
             ("loss", &loss, expected),
             ("grad", &grad, &case.expected["grad_input"]),
         ] {
-            let scale = expected.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             if let Err(m) =
-                Tolerance::new(2e-6, 1e-6 * scale.max(1e-3)).check(actual, &expected.data)
+                Tolerance::against_reference(&expected.data).check(actual, &expected.data)
             {
                 failures.push(format!("{} {what}: {m}", case.name));
             }

@@ -2,10 +2,10 @@
 //!
 //! Tolerance: the golden values are float64 computations on the float32 inputs; wgloss does
 //! the per-element math in f32 (about 1 ulp per operation, a handful of operations; the same
-//! algorithms on both paths) and sums in f64 (CPU) or an f32 tree (GPU). So each element may be
-//! off by a few f32 ulps of the magnitudes involved: a relative 2e-6 (≈ 16 ulps) plus an
-//! absolute 1e-6 times the largest magnitude of the expected tensor, which covers terms that
-//! cancel (e.g. `exp(x) - y x` near its minimum).
+//! algorithms on both paths) and sums in f64 (CPU) or an f32 tree (GPU):
+//! `Tolerance::against_reference`, a relative 2e-6 (≈ 16 ulps) plus 1e-6 of the largest
+//! magnitude of the expected tensor, which covers terms that cancel (e.g. `exp(x) - y x` near
+//! its minimum).
 
 mod common;
 
@@ -15,12 +15,7 @@ use wgloss::{cpu, ElementwiseSpec, LossOutput, Operands};
 
 fn check(case: &Case, key: &str, actual: &[f32]) -> Result<(), String> {
     let expected = &case.expected[key];
-    let scale = expected
-        .data
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(v.abs()));
-    Tolerance::new(2e-6, 1e-6 * scale.max(1e-3))
+    Tolerance::against_reference(&expected.data)
         .check(actual, &expected.data)
         .map(|_| ())
         .map_err(|m| format!("{} {key}: {m}", case.name))

@@ -1,9 +1,6 @@
 //! The GPU path against the CPU path (itself checked against PyTorch in golden_cpu.rs).
 //!
-//! Tolerance: both sides run the same f32 algorithms (src/cpu/math.rs and shaders/math.wgsl),
-//! so elements differ only by contraction into FMAs and by the GPU's division and
-//! rounding: 1e-5 relative plus 1e-6 of the largest magnitude. Reduced values differ by the
-//! order of summation (GPU: f32 per thread and a tree; CPU: f64): 1e-5 relative.
+//! Tolerance: `Tolerance::gpu_against_cpu` (its doc comment gives the reasons).
 
 mod common;
 
@@ -11,17 +8,10 @@ use common::{data_for, gpu, loss_variants, reductions};
 use wgloss::compare::Tolerance;
 use wgloss::{cpu, Context, ElementwiseLoss, ElementwiseSpec, LossOutput, Operands, Reduction};
 
-fn scale_of(v: &[f32]) -> f64 {
-    v.iter()
-        .filter(|x| x.is_finite())
-        .fold(0.0f64, |m, &x| m.max(x.abs() as f64))
-}
-
 /// GPU and CPU results agree; the error message names the case.
 pub fn assert_close(what: &str, gpu: &LossOutput, cpu: &LossOutput) {
     let elem = |a: &[f32], b: &[f32], part: &str| {
-        let tol = Tolerance::new(1e-5, 1e-6 * scale_of(b).max(1e-6));
-        if let Err(m) = tol.check(a, b) {
+        if let Err(m) = Tolerance::gpu_against_cpu(b).check(a, b) {
             panic!("{what} {part}: {m}");
         }
     };

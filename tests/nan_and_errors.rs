@@ -22,7 +22,7 @@ fn mismatches(name: &str, out: &LossOutput, case: &common::Case) -> Vec<String> 
     ]
     .into_iter()
     .filter_map(|(what, actual, expected)| {
-        Tolerance::new(2e-6, 1e-6)
+        Tolerance::against_reference(expected)
             .check(actual, expected)
             .err()
             .map(|m| format!("{name} {what}: {m}"))

@@ -227,17 +227,10 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
     Ok(())
 }
 
-/// The GPU row's loss and gradient against the CPU row's (tolerance as `wgloss check`).
+/// The GPU row's loss and gradient against the CPU row's.
 fn agree(gpu: &Row, cpu: &Row) -> bool {
-    let tol = |v: &[f32]| {
-        let scale = v
-            .iter()
-            .filter(|x| x.is_finite())
-            .fold(0.0f64, |m, x| m.max(x.abs() as f64));
-        Tolerance::new(1e-5, 1e-6 * scale.max(1e-6))
-    };
-    tol(&[cpu.value]).check(&[gpu.value], &[cpu.value]).is_ok()
-        && tol(&cpu.grad).check(&gpu.grad, &cpu.grad).is_ok()
+    let close = |g: &[f32], c: &[f32]| Tolerance::gpu_against_cpu(c).check(g, c).is_ok();
+    close(&[gpu.value], &[cpu.value]) && close(&gpu.grad, &cpu.grad)
 }
 
 fn upload(ctx: &Context, data: &[f32]) -> wgpu::Buffer {

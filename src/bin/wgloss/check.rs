@@ -21,16 +21,6 @@ pub struct CheckArgs {
     seed: u64,
 }
 
-/// GPU and CPU both compute in f32 with the same algorithms; they differ by FMA contraction
-/// and summation order (see tests/gpu_elementwise.rs).
-fn tolerance(expected: &[f32]) -> Tolerance {
-    let scale = expected
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(v.abs() as f64));
-    Tolerance::new(1e-5, 1e-6 * scale.max(1e-6))
-}
-
 pub fn run(args: CheckArgs) -> CliResult<()> {
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter().summary());
@@ -64,11 +54,11 @@ pub fn run(args: CheckArgs) -> CliResult<()> {
                 let gpu = ctx.compute(&spec, &ops)?;
                 let cpu = cpu::compute(&spec, &ops)?;
                 cases += 1;
-                let value = tolerance(cpu.value.as_slice())
+                let value = Tolerance::gpu_against_cpu(cpu.value.as_slice())
                     .check(gpu.value.as_slice(), cpu.value.as_slice());
-                let grad = tolerance(&cpu.grad).check(&gpu.grad, &cpu.grad);
+                let grad = Tolerance::gpu_against_cpu(&cpu.grad).check(&gpu.grad, &cpu.grad);
                 let grad_var = match (&gpu.grad_var, &cpu.grad_var) {
-                    (Some(g), Some(c)) => tolerance(c).check(g, c),
+                    (Some(g), Some(c)) => Tolerance::gpu_against_cpu(c).check(g, c),
                     _ => Ok(ErrorStats::default()),
                 };
                 let label = loss.to_string();
