@@ -197,6 +197,23 @@ fn bad_input_is_a_clear_error_before_launch() {
         "{e}"
     );
 
+    // The scan runs in parallel blocks: the first bad value is still the one reported.
+    let mut big = vec![0.5f32; 300_000];
+    big[200_001] = -0.5;
+    big[250_000] = 2.0;
+    let e = cpu::compute(&bce, &Operands::new(&big).target(&big)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::OutOfDomain {
+                operand: Operand::Input,
+                index: 200_001,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
     let mut var = vec![1.0f32; 8];
     var[5] = -0.1;
     let gnll = ElementwiseSpec::new(ElementwiseLoss::GaussianNll {
