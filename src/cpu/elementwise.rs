@@ -101,11 +101,21 @@ pub fn compute_into(
         ElementwiseLoss::Msle => job.run(&Msle, outs),
         ElementwiseLoss::LogCosh => job.run(&LogCosh, outs),
         ElementwiseLoss::Cauchy { .. } => job.run(&Cauchy, outs),
-        ElementwiseLoss::PoissonNll { .. } => job.run(&PoissonNll, outs),
+        ElementwiseLoss::PoissonNll {
+            log_input, full, ..
+        } => match (log_input, full) {
+            (true, false) => job.run(&PoissonNll::<true, false>, outs),
+            (true, true) => job.run(&PoissonNll::<true, true>, outs),
+            (false, false) => job.run(&PoissonNll::<false, false>, outs),
+            (false, true) => job.run(&PoissonNll::<false, true>, outs),
+        },
         ElementwiseLoss::GaussianNll { .. } => job.run(&GaussianNll, outs),
         ElementwiseLoss::Bce => job.run(&Bce, outs),
         ElementwiseLoss::BceWithLogits => job.run(&BceWithLogits, outs),
-        ElementwiseLoss::SigmoidFocal { .. } => job.run(&SigmoidFocal, outs),
+        ElementwiseLoss::SigmoidFocal { gamma, .. } if *gamma == 2.0 => {
+            job.run(&SigmoidFocal::<true>, outs)
+        }
+        ElementwiseLoss::SigmoidFocal { .. } => job.run(&SigmoidFocal::<false>, outs),
         ElementwiseLoss::Hinge { .. } => job.run(&Hinge, outs),
         ElementwiseLoss::SquaredHinge { .. } => job.run(&SquaredHinge, outs),
         ElementwiseLoss::SoftMargin => job.run(&SoftMargin, outs),
@@ -145,10 +155,30 @@ macro_rules! builtin_terms {
 
 builtin_terms! {
     Mse => mse; L1 => l1; Huber => huber; SmoothL1 => smooth_l1; Msle => msle;
-    LogCosh => log_cosh; Cauchy => cauchy; PoissonNll => poisson_nll;
+    LogCosh => log_cosh; Cauchy => cauchy;
     GaussianNll => gaussian_nll, aux = true; Bce => bce; BceWithLogits => bce_with_logits;
-    SigmoidFocal => sigmoid_focal; Hinge => hinge; SquaredHinge => squared_hinge;
+    Hinge => hinge; SquaredHinge => squared_hinge;
     SoftMargin => soft_margin; L1Penalty => l1_penalty; L2Penalty => l2_penalty;
+}
+
+/// `poisson_nll` with its flags fixed, so that the loop computes one side of each.
+struct PoissonNll<const LOG_INPUT: bool, const FULL: bool>;
+
+impl<const LOG_INPUT: bool, const FULL: bool> TermsFn for PoissonNll<LOG_INPUT, FULL> {
+    #[inline(always)]
+    fn terms(&self, x: f32, y: f32, a: f32, options: [f32; 4]) -> Terms {
+        losses::poisson_nll_for::<LOG_INPUT, FULL>(x, y, a, options)
+    }
+}
+
+/// `sigmoid_focal` with `gamma == 2` (a square) told apart from the general power.
+struct SigmoidFocal<const GAMMA_2: bool>;
+
+impl<const GAMMA_2: bool> TermsFn for SigmoidFocal<GAMMA_2> {
+    #[inline(always)]
+    fn terms(&self, x: f32, y: f32, a: f32, options: [f32; 4]) -> Terms {
+        losses::sigmoid_focal_for::<GAMMA_2>(x, y, a, options)
+    }
 }
 
 /// A user-defined loss: its closure, called per element.

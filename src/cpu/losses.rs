@@ -124,15 +124,32 @@ pub fn cauchy(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
 }
 
 #[inline(always)]
-pub fn poisson_nll(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
-    let (log_input, full, eps) = (p[0] != 0.0, p[1] != 0.0, p[2]);
-    let (mut value, grad) = if log_input {
+pub fn poisson_nll(x: f32, y: f32, a: f32, p: [f32; 4]) -> Terms {
+    match (p[0] != 0.0, p[1] != 0.0) {
+        (true, false) => poisson_nll_for::<true, false>(x, y, a, p),
+        (true, true) => poisson_nll_for::<true, true>(x, y, a, p),
+        (false, false) => poisson_nll_for::<false, false>(x, y, a, p),
+        (false, true) => poisson_nll_for::<false, true>(x, y, a, p),
+    }
+}
+
+/// [`poisson_nll`] with `log_input` and `full` fixed at compile time: inside a SIMD loop a
+/// branch on them would be if-converted, computing every side for every lane.
+#[inline(always)]
+pub fn poisson_nll_for<const LOG_INPUT: bool, const FULL: bool>(
+    x: f32,
+    y: f32,
+    _: f32,
+    p: [f32; 4],
+) -> Terms {
+    let eps = p[2];
+    let (mut value, grad) = if LOG_INPUT {
         let ex = exp(x);
         (ex - y * x, ex - y)
     } else {
         (x - y * ln(x + eps), 1.0 - y / (x + eps))
     };
-    if full && y > 1.0 {
+    if FULL && y > 1.0 {
         value += y * ln(y) - y + 0.5 * ln(std::f32::consts::TAU * y);
     }
     terms(value, grad)
@@ -175,7 +192,18 @@ pub fn bce_with_logits(x: f32, y: f32, pos_weight: f32, _: [f32; 4]) -> Terms {
 }
 
 #[inline(always)]
-pub fn sigmoid_focal(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
+pub fn sigmoid_focal(x: f32, y: f32, a: f32, p: [f32; 4]) -> Terms {
+    if p[1] == 2.0 {
+        sigmoid_focal_for::<true>(x, y, a, p)
+    } else {
+        sigmoid_focal_for::<false>(x, y, a, p)
+    }
+}
+
+/// [`sigmoid_focal`] with `GAMMA_2` meaning `gamma == 2` (the default), where `(1 - p_t)^γ`
+/// is a square instead of an exponential and a logarithm.
+#[inline(always)]
+pub fn sigmoid_focal_for<const GAMMA_2: bool>(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
     let (alpha, gamma) = (p[0], p[1]);
     let (sp_neg, sp_pos, sig_neg, sig_pos) = logistic(x);
     let ny = 1.0 - y;
@@ -184,11 +212,15 @@ pub fn sigmoid_focal(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
     // 1 - p_t written without cancellation; it is a convex combination, so >= 0.
     let m = y * sig_neg + ny * sig_pos;
     let dm = (1.0 - 2.0 * y) * sig_pos * sig_neg;
-    let mg = pow_nonneg(m, gamma);
-    let dmg = if gamma == 0.0 {
-        0.0
+    let (mg, dmg) = if GAMMA_2 {
+        (m * m, 2.0 * m * dm)
+    } else if gamma == 0.0 {
+        (1.0, 0.0)
     } else {
-        gamma * pow_nonneg(m, gamma - 1.0) * dm
+        (
+            pow_nonneg(m, gamma),
+            gamma * pow_nonneg(m, gamma - 1.0) * dm,
+        )
     };
     let alpha_t = if alpha >= 0.0 {
         alpha * y + (1.0 - alpha) * ny
