@@ -73,15 +73,24 @@ fn msle_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
 fn log_cosh_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     let d = x - y;
     let ad = abs(d);
+    // Large |d|: exponential forms that never overflow; below 1/2 they cancel, and
+    // polynomials take over.
     let q = exp_neg_parts(2.0 * ad);
-    let tanh_abs = (1.0 - q.e) * q.r;
-    return terms(ad + q.l - LN_2, select(tanh_abs, -tanh_abs, d < 0.0));
+    let p = log_cosh_tanh_small(ad);
+    let small = ad < 0.5;
+    let value = select(ad + q.l - LN_2, ad * ad * p.x, small);
+    let tanh_abs = select((1.0 - q.e) * q.r, ad * p.y, small);
+    return terms(value, select(tanh_abs, -tanh_abs, d < 0.0));
 }
 
 fn cauchy_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     let c = o.x;
     let u = (x - y) / c;
-    return terms(ln_1p_f(u * u), 2.0 * u / (c * (1.0 + u * u)));
+    // Past |u| = 1e18, u² would overflow where log(1 + u²) = 2 log|u| is finite; the
+    // derivative 2u / (c (1 + u²)) is written 2 / (c (u + 1/u)) for the same reason.
+    let value = select(ln_1p_f(u * u), 2.0 * ln_f(abs(u)), abs(u) > 1e18);
+    let grad = select(2.0 / (c * (u + 1.0 / u)), 0.0, u == 0.0);
+    return terms(value, grad);
 }
 
 fn poisson_nll_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
@@ -147,7 +156,8 @@ fn sigmoid_focal_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     let dm = (1.0 - 2.0 * y) * l.sig_pos * l.sig_neg;
     let mg = pow_nonneg_f(m, gamma);
     var dmg = 0.0;
-    if (gamma != 0.0) {
+    // At saturation (m = 0) the derivative is 0; m^(γ-1) alone is inf for γ < 1.
+    if (gamma != 0.0 && m != 0.0) {
         dmg = gamma * pow_nonneg_f(m, gamma - 1.0) * dm;
     }
     let alpha_t = select(1.0, alpha * y + (1.0 - alpha) * ny, alpha >= 0.0);

@@ -39,10 +39,14 @@ fn exp_f(x: f32) -> f32 {
     return select(v, x, is_nan_f(x));
 }
 
-// Natural logarithm; ln(0) = -inf, ln(x < 0) = NaN, ln(inf) = inf.
+// Natural logarithm; ln(0) = -inf, ln(x < 0) = NaN, ln(inf) = inf. Subnormal inputs are
+// scaled into the normal range first, as on the CPU (a device that flushes subnormals to zero
+// sees a zero and answers -inf).
 fn ln_f(x: f32) -> f32 {
-    let bits = bitcast<u32>(x);
-    var e = i32((bits >> 23u) & 0xffu) - 126;
+    let tiny = x < 1.17549435e-38;
+    let xs = select(x, x * 8388608.0, tiny); // 2^23
+    let bits = bitcast<u32>(xs);
+    var e = i32((bits >> 23u) & 0xffu) - select(126, 149, tiny);
     let m0 = bitcast<f32>((bits & 0x007fffffu) | 0x3f000000u);
     let small = m0 < 0.707106781186547524;
     e = select(e, e - 1, small);
@@ -60,18 +64,15 @@ fn ln_f(x: f32) -> f32 {
     let ef = f32(e);
     let y = p * m * z + ef * -2.12194440e-4 - 0.5 * z;
     let r = m + y + ef * 0.693359375;
-    // Special values (subnormals count as zero: GPUs may flush them).
-    if (x == inf_f32()) {
-        return x;
-    }
-    if (x < 1.17549435e-38 && x >= 0.0) {
-        return -inf_f32();
-    }
-    if (is_nan_f(x)) {
+    // Special values.
+    if (is_nan_f(x) || x == inf_f32()) {
         return x;
     }
     if (x < 0.0) {
         return bitcast<f32>(0x7fc00000u); // NaN
+    }
+    if (xs == 0.0) {
+        return -inf_f32(); // zero, or a subnormal the device flushed
     }
     return r;
 }
@@ -106,17 +107,40 @@ fn exp_neg_parts(a: f32) -> ExpNegParts {
     return ExpNegParts(e, 1.0 / (1.0 + e), ln_1p_unit_f(e));
 }
 
-// ln(1 + t), accurate near 0 (Goldberg: the rounding of 1 + t cancels).
+// ln(1 + t), accurate near 0: for |t| <= 1/4 the series 2 atanh(s), s = t / (2 + t), which
+// has no cancellation (the classic ln(1 + t) t / ((1 + t) - 1) is defeated by compilers that
+// fold (1 + t) - 1 into t, as lavapipe's does); otherwise ln(1 + t).
 fn ln_1p_f(t: f32) -> f32 {
-    let u = 1.0 + t;
-    let d = u - 1.0;
-    if (d == 0.0) {
-        return t;
+    let s = t / (2.0 + t);
+    let s2 = s * s;
+    var p = 1.0 / 9.0;
+    p = fma(p, s2, 1.0 / 7.0);
+    p = fma(p, s2, 1.0 / 5.0);
+    p = fma(p, s2, 1.0 / 3.0);
+    p = fma(p, s2, 1.0);
+    if (abs(t) <= 0.25) {
+        return 2.0 * s * p;
     }
-    if (u == inf_f32()) {
-        return u;
-    }
-    return ln_f(u) * (t / d);
+    return ln_f(1.0 + t);
+}
+
+// (log cosh a / a², tanh a / a) for 0 <= a <= 0.5, polynomials in z = a² fitted on that
+// interval (below 1e-7 relative; the same coefficients as src/cpu/math.rs).
+fn log_cosh_tanh_small(a: f32) -> vec2<f32> {
+    let z = a * a;
+    var lc = -5.745438e-04;
+    lc = fma(lc, z, 2.1432973e-03);
+    lc = fma(lc, z, -6.7405286e-03);
+    lc = fma(lc, z, 2.2221904e-02);
+    lc = fma(lc, z, -8.333333e-02);
+    lc = fma(lc, z, 5.0e-01);
+    var th = -6.6134296e-03;
+    th = fma(th, z, 2.1274708e-02);
+    th = fma(th, z, -5.389342e-02);
+    th = fma(th, z, 1.3332902e-01);
+    th = fma(th, z, -3.3333325e-01);
+    th = fma(th, z, 1.0e+00);
+    return vec2<f32>(lc, th);
 }
 
 // x^p for x >= 0, p >= 0, with x^0 = 1 (also at x = 0).

@@ -34,7 +34,11 @@ impl GpuStreamAdd {
             workgroup_size: launch.workgroup_size,
             reduce: launch.reduce,
         };
-        let pipeline = ctx.pipelines.get(&ctx.device, &key, None)?;
+        let pipeline = ctx
+            .pipelines
+            .get(&ctx.device, &key, None, "wgloss stream add")?;
+        check_fits(ctx, n)?;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let buffer = |label| {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -82,6 +86,12 @@ impl GpuStreamAdd {
                 (group, c.grid)
             })
             .collect();
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                label: "wgloss stream add".into(),
+                message: e.to_string(),
+            });
+        }
         Ok(GpuStreamAdd {
             n,
             pipeline,
@@ -207,7 +217,7 @@ impl GpuTimer {
         let gpu = match &self.queries {
             Some((_, _, read)) => {
                 let bytes = pollster::block_on(ctx.read_back(read))?;
-                let t: &[u64] = bytemuck::cast_slice(&bytes);
+                let t: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
                 let ns = t[1].saturating_sub(t[0]) as f64 * self.period_ns;
                 (ns > 0.0).then(|| Duration::from_nanos(ns as u64))
             }

@@ -248,8 +248,22 @@ impl Context {
     ) -> Result<Self> {
         let limits = device.limits();
         let features = device.features();
+        // The elementwise kernel binds eight storage buffers (WebGPU's default limit): a device
+        // created with fewer would fail later, with a less helpful message.
+        const STORAGE_BUFFERS: u32 = 8;
+        if limits.max_storage_buffers_per_shader_stage < STORAGE_BUFFERS {
+            return Err(Error::Limit {
+                what:
+                    "storage buffers per shader stage (create the device with the adapter's limits)",
+                needed: STORAGE_BUFFERS as u64,
+                limit: limits.max_storage_buffers_per_shader_stage as u64,
+            });
+        }
         let wg = options.workgroup_size;
-        if !wg.is_power_of_two() || wg > limits.max_compute_invocations_per_workgroup {
+        if !wg.is_power_of_two()
+            || wg > limits.max_compute_invocations_per_workgroup
+            || wg > limits.max_compute_workgroup_size_x
+        {
             return Err(Error::Limit {
                 what: "workgroup_size (a power of two)",
                 needed: wg as u64,

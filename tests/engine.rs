@@ -306,3 +306,132 @@ fn an_invalid_custom_wgsl_is_a_shader_error_not_a_panic() {
     )
     .unwrap();
 }
+
+#[test]
+fn an_output_sharing_a_buffer_with_an_input_is_an_error_not_a_panic() {
+    let Some(ctx) = gpu() else { return };
+    let n = 1_000u64;
+    let plan = ctx
+        .prepare_elementwise(
+            &ElementwiseSpec::new(ElementwiseLoss::Mse),
+            ElementwiseLayout::new(n),
+        )
+        .unwrap();
+    let align = ctx.storage_alignment();
+    let arena = storage(&ctx, 4 * (n * 4).next_multiple_of(align));
+    let at = |k: u64| BufferRange::new(&arena, k * (n * 4).next_multiple_of(align));
+    // One arena, disjoint ranges: still one buffer bound read-only and writable.
+    let e = plan
+        .bind(
+            &ElementwiseBuffers::new(at(0), at(3))
+                .target(at(1))
+                .grad_input(at(2)),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::Buffer { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("cannot share a buffer with an input"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_buffer_of_another_device_is_an_error_not_a_panic() {
+    let Some(ctx) = gpu() else { return };
+    let other = Context::new().unwrap();
+    let n = 1_000u64;
+    let plan = ctx
+        .prepare_elementwise(
+            &ElementwiseSpec::new(ElementwiseLoss::Mse),
+            ElementwiseLayout::new(n),
+        )
+        .unwrap();
+    let (x, g, l) = (storage(&ctx, n * 4), storage(&ctx, n * 4), storage(&ctx, 4));
+    let foreign = storage(&other, n * 4);
+    let e = plan
+        .bind(
+            &ElementwiseBuffers::new(&x, &l)
+                .target(&foreign)
+                .grad_input(&g),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::Gpu { .. }), "{e}");
+}
+
+#[test]
+fn a_device_with_too_few_storage_buffers_is_refused_up_front() {
+    let Some(_) = gpu() else { return };
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: wgpu::Limits::downlevel_defaults(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let e = Context::from_device(device, queue, ContextOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::Limit { needed: 8, .. }), "{e}");
+}
+
+#[test]
+fn huge_offsets_and_lengths_are_errors_not_panics() {
+    let Some(ctx) = gpu() else { return };
+    let n = 1_000u64;
+    let plan = ctx
+        .prepare_elementwise(
+            &ElementwiseSpec::new(ElementwiseLoss::Mse),
+            ElementwiseLayout::new(n),
+        )
+        .unwrap();
+    let (x, g, l) = (storage(&ctx, n * 4), storage(&ctx, n * 4), storage(&ctx, 4));
+    let align = ctx.storage_alignment();
+    let far = BufferRange::new(&x, (u64::MAX / align) * align);
+    let e = plan
+        .bind(&ElementwiseBuffers::new(far, &l).target(&x).grad_input(&g))
+        .unwrap_err();
+    assert!(matches!(e, Error::Buffer { .. }), "{e}");
+    let e = ctx.read_f32(&x, 0, 1 << 40).unwrap_err();
+    assert!(matches!(e, Error::Limit { .. }), "{e}");
+}
+
+#[test]
+fn compute_async_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let Some(ctx) = gpu() else { return };
+    let x = [1.0f32, 2.0];
+    let spec = ElementwiseSpec::new(ElementwiseLoss::Mse);
+    let ops = Operands::new(&x).target(&x);
+    let future = ctx.compute_async(&spec, &ops);
+    assert_send(&future);
+    assert_eq!(
+        pollster::block_on(future).unwrap().value.scalar(),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn grad_output_across_chunks_matches_the_cpu() {
+    let Some(_) = gpu() else { return };
+    let ctx = Context::with_options(ContextOptions {
+        max_binding_bytes: Some(4096),
+        ..Default::default()
+    })
+    .unwrap();
+    let loss = ElementwiseLoss::GaussianNll {
+        full: false,
+        eps: 1e-6,
+    };
+    let data = data_for(&loss, 5_003, 21);
+    let spec = ElementwiseSpec::new(loss.clone()).with_reduction(Reduction::None);
+    let ops = data.operands(&loss, false).grad_output(&data.grad_output);
+    let g = ctx.compute(&spec, &ops).unwrap();
+    let c = cpu::compute(&spec, &ops).unwrap();
+    Tolerance::gpu_against_cpu(&c.grad)
+        .check(&g.grad, &c.grad)
+        .unwrap();
+    let (gv, cv) = (g.grad_var.unwrap(), c.grad_var.unwrap());
+    Tolerance::gpu_against_cpu(&cv).check(&gv, &cv).unwrap();
+}

@@ -305,3 +305,107 @@ fn unknown_names_and_options_are_errors() {
         Err(Error::OptionParse { .. })
     ));
 }
+
+/// Inputs of magnitude up to 1e4 (tests/golden/extreme_elementwise.json, made by
+/// gen_extreme_cases.py): finite, accurate results on both paths. The absolute part of the
+/// tolerance is 1e-9 of the largest magnitude (1e-5 at 1e4), far below the `1e-6` used where
+/// magnitudes are ~1: the small elements of these tensors must be right too.
+#[test]
+fn inputs_up_to_1e4_stay_finite_and_accurate() {
+    let golden = load_golden("extreme_elementwise.json");
+    assert!(golden.cases.len() >= 16);
+    let ctx = gpu();
+    let mut failures = Vec::new();
+    for case in &golden.cases {
+        let spec = case.elementwise_spec();
+        let x = case.input("input").unwrap();
+        let y = case.input("target");
+        let ops = Operands {
+            input: &x,
+            target: y.as_deref(),
+            ..Default::default()
+        };
+        let mut outs = vec![("cpu", cpu::compute(&spec, &ops).unwrap())];
+        if let Some(ctx) = &ctx {
+            outs.push(("gpu", ctx.compute(&spec, &ops).unwrap()));
+        }
+        for (path, out) in outs {
+            for (what, actual, expected) in [
+                ("loss", out.value.as_slice(), &case.expected["loss"].data),
+                (
+                    "grad_input",
+                    &out.grad[..],
+                    &case.expected["grad_input"].data,
+                ),
+            ] {
+                assert!(
+                    actual.iter().all(|v| v.is_finite()),
+                    "{path} {} {what}: {actual:?}",
+                    case.name
+                );
+                if let Err(m) =
+                    Tolerance::scaled(4e-6, 1e-9, 1e-3, expected).check(actual, expected)
+                {
+                    failures.push(format!("{path} {} {what}: {m}", case.name));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Subnormal inputs: both paths take the logarithm of the value, not of zero (a device that
+/// flushes subnormals would see zero; lavapipe keeps them).
+#[test]
+fn subnormal_inputs_are_not_zero() {
+    let x = [1e-40f32, 0.5];
+    let y = [1.0f32, 1.0];
+    let spec = ElementwiseSpec::new(ElementwiseLoss::Bce).with_reduction(Reduction::None);
+    let ops = Operands::new(&x).target(&y);
+    let want = -(1e-40f64.ln()); // 92.1034...
+    let c = cpu::compute(&spec, &ops).unwrap();
+    assert!(
+        (c.value.as_slice()[0] as f64 - want).abs() < 1e-4,
+        "cpu {:?}",
+        c.value
+    );
+    if let Some(ctx) = gpu() {
+        let g = ctx.compute(&spec, &ops).unwrap();
+        assert!(
+            (g.value.as_slice()[0] as f64 - want).abs() < 1e-4,
+            "gpu {:?}",
+            g.value
+        );
+    }
+}
+
+/// sigmoid_focal with 0 < gamma < 1 where the prediction saturates: the gradient is its limit
+/// 0, not the NaN of inf * 0 (PyTorch's answer, which LOSSES.md rules out for finite inputs).
+#[test]
+fn focal_gradient_at_saturation_is_zero_not_nan() {
+    let x = [200.0f32, -200.0, 1e4, 2.0];
+    let y = [1.0f32, 0.0, 1.0, 1.0];
+    let spec = ElementwiseSpec::new(ElementwiseLoss::SigmoidFocal {
+        alpha: 0.25,
+        gamma: 0.5,
+    })
+    .with_reduction(Reduction::None);
+    let ops = Operands::new(&x).target(&y);
+    let mut outs = vec![cpu::compute(&spec, &ops).unwrap()];
+    if let Some(ctx) = gpu() {
+        outs.push(ctx.compute(&spec, &ops).unwrap());
+    }
+    for out in outs {
+        assert_eq!(&out.grad[..3], &[0.0, 0.0, 0.0], "{:?}", out.grad);
+        assert!(
+            out.grad[3].is_finite() && out.grad[3] < 0.0,
+            "{:?}",
+            out.grad
+        );
+    }
+}

@@ -355,7 +355,7 @@ fn block_kernel<F: TermsFn>(f: &F, inp: BlockIn, mut out: BlockOut) -> f64 {
         .flatten()
         .next()
         .unwrap_or(inp.x);
-    let lead = first_output.as_ptr().align_offset(64).min(len);
+    let lead = first_output.as_ptr().align_offset(64).min(TILE).min(len);
     let mut start = 0;
     while start < len {
         let m = if start == 0 && lead > 0 {

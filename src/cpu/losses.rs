@@ -6,7 +6,9 @@
 //! term with its derivatives. Comparisons are written so that a NaN input flows into the
 //! arithmetic branch and comes out as NaN, as in PyTorch.
 
-use super::math::{abs, exp, exp_neg_parts, ln, ln_1p, pow_nonneg, relu, sign};
+use super::math::{
+    abs, exp, exp_neg_parts, ln, ln_1p, log_cosh_tanh_small, pow_nonneg, relu, sign,
+};
 
 /// One loss term and its derivatives.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -109,18 +111,35 @@ pub fn msle(x: f32, y: f32, _: f32, _: [f32; 4]) -> Terms {
 pub fn log_cosh(x: f32, y: f32, _: f32, _: [f32; 4]) -> Terms {
     let d = x - y;
     let ad = abs(d);
+    // Large |d|: |d| + log1p(e) - log 2 and tanh = (1 - e) / (1 + e), e = exp(-2|d|), which
+    // never overflow; below 1/2 they cancel, and polynomials take over.
     let (e, r, l) = exp_neg_parts(2.0 * ad);
-    let tanh_abs = (1.0 - e) * r;
+    let (lc, th) = log_cosh_tanh_small(ad);
+    let small = ad < 0.5;
+    let value = if small { ad * ad * lc } else { ad + l - LN_2 };
+    let tanh_abs = if small { ad * th } else { (1.0 - e) * r };
     let grad = if d < 0.0 { -tanh_abs } else { tanh_abs };
-    terms(ad + l - LN_2, grad)
+    terms(value, grad)
 }
 
 #[inline(always)]
 pub fn cauchy(x: f32, y: f32, _: f32, p: [f32; 4]) -> Terms {
     let (d, c) = (x - y, p[0]);
     let u = d / c;
-    let q = 1.0 + u * u;
-    terms(ln_1p(u * u), 2.0 * u / (c * q))
+    // Past |u| = 1e18, u² would overflow where log(1 + u²) = 2 log|u| is finite; the
+    // derivative 2u / (c (1 + u²)) is written 2 / (c (u + 1/u)) for the same reason.
+    let au = abs(u);
+    let value = if au > 1e18 {
+        2.0 * ln(au)
+    } else {
+        ln_1p(u * u)
+    };
+    let grad = if u == 0.0 {
+        0.0
+    } else {
+        2.0 / (c * (u + 1.0 / u))
+    };
+    terms(value, grad)
 }
 
 #[inline(always)]
@@ -217,10 +236,10 @@ pub fn sigmoid_focal_for<const GAMMA_2: bool>(x: f32, y: f32, _: f32, p: [f32; 4
     } else if gamma == 0.0 {
         (1.0, 0.0)
     } else {
-        (
-            pow_nonneg(m, gamma),
-            gamma * pow_nonneg(m, gamma - 1.0) * dm,
-        )
+        // At saturation (m = 0) the derivative is 0; m^(γ-1) alone would be inf for γ < 1
+        // and make it NaN (PyTorch returns that NaN).
+        let dmg = gamma * pow_nonneg(m, gamma - 1.0) * dm;
+        (pow_nonneg(m, gamma), if m == 0.0 { 0.0 } else { dmg })
     };
     let alpha_t = if alpha >= 0.0 {
         alpha * y + (1.0 - alpha) * ny

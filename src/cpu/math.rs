@@ -126,19 +126,44 @@ pub fn exp_neg_parts(a: f32) -> (f32, f32, f32) {
     (e, 1.0 / (1.0 + e), ln_1p_unit(e))
 }
 
-/// `ln(1 + t)`, accurate for small `t` (the Goldberg trick: the rounding error of `1 + t`
-/// cancels in `t / ((1 + t) - 1)`).
+/// `ln(1 + t)`, accurate for small `t`: for `|t| <= 1/4` the series
+/// `2 atanh(s) = 2 (s + s³/3 + ... + s⁹/9)` with `s = t / (2 + t)`, which has no cancellation
+/// (the classic `ln(1 + t) · t / ((1 + t) - 1)` relies on `(1 + t) - 1` not being folded into
+/// `t`, which GPU compilers do); otherwise `ln(1 + t)`, whose rounding is harmless there.
 #[inline(always)]
 pub fn ln_1p(t: f32) -> f32 {
-    let u = 1.0 + t;
-    let d = u - 1.0;
-    if d == 0.0 {
-        t
-    } else if u == f32::INFINITY {
-        u
+    let s = t / (2.0 + t);
+    let s2 = s * s;
+    let mut p = 1.0f32 / 9.0;
+    p = p.mul_add(s2, 1.0 / 7.0);
+    p = p.mul_add(s2, 1.0 / 5.0);
+    p = p.mul_add(s2, 1.0 / 3.0);
+    p = p.mul_add(s2, 1.0);
+    if abs(t) <= 0.25 {
+        2.0 * s * p
     } else {
-        ln(u) * (t / d)
+        ln(1.0 + t)
     }
+}
+
+/// `(log cosh a / a², tanh a / a)` for `0 <= a <= 0.5`, as polynomials in `z = a²` fitted
+/// on that interval (below 1e-7 relative): near 0 the exponential forms cancel.
+#[inline(always)]
+pub fn log_cosh_tanh_small(a: f32) -> (f32, f32) {
+    let z = a * a;
+    let mut lc = -5.745438e-04_f32;
+    lc = lc.mul_add(z, 2.1432973e-03);
+    lc = lc.mul_add(z, -6.7405286e-03);
+    lc = lc.mul_add(z, 2.2221904e-02);
+    lc = lc.mul_add(z, -8.333333e-02);
+    lc = lc.mul_add(z, 5.0e-01);
+    let mut th = -6.6134296e-03_f32;
+    th = th.mul_add(z, 2.1274708e-02);
+    th = th.mul_add(z, -5.389342e-02);
+    th = th.mul_add(z, 1.3332902e-01);
+    th = th.mul_add(z, -3.3333325e-01);
+    th = th.mul_add(z, 1.0e+00);
+    (lc, th)
 }
 
 /// `x^p` for `x >= 0` and `p >= 0`, with `x^0 = 1` (also at `x = 0`).

@@ -16,6 +16,13 @@ const F32: u64 = 4;
 ///
 /// Which operands must be present follows the loss and the [`ElementwiseLayout`] the plan was
 /// prepared with; [`ElementwisePlan::bind`] says which one is wrong when they do not match.
+/// Outputs (`grad_input`, `grad_var`, `loss`) need buffers of their own, apart from the
+/// inputs'. A plan that writes gradients for `gaussian_nll` writes both `grad_input` and
+/// `grad_var`.
+///
+/// The values themselves stay on the GPU and are not checked: `bce` inputs outside `[0, 1]`
+/// or a negative `gaussian_nll` variance give NaN or meaningless results here, where the
+/// convenience API and the CPU path return [`Error::OutOfDomain`].
 #[derive(Clone, Copy, Debug)]
 pub struct ElementwiseBuffers<'a> {
     /// `N` inputs.
@@ -150,14 +157,20 @@ impl Context {
             ElementwiseLoss::Custom(c) => Some(c),
             _ => None,
         };
-        let main = self
-            .pipelines
-            .get(&self.device, &key(Kernel::Elementwise(variant)), custom)?;
+        let label = format!("wgloss {} ({})", spec.loss.name(), spec.reduction);
+        let main = self.pipelines.get(
+            &self.device,
+            &key(Kernel::Elementwise(variant)),
+            custom,
+            &label,
+        )?;
         let finish = if reduced {
-            Some(
-                self.pipelines
-                    .get(&self.device, &key(Kernel::FinalSum), None)?,
-            )
+            Some(self.pipelines.get(
+                &self.device,
+                &key(Kernel::FinalSum),
+                None,
+                "wgloss final sum",
+            )?)
         } else {
             None
         };
@@ -191,6 +204,7 @@ impl Context {
                 ..Default::default()
             });
         }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let uniforms = UniformSlots::new(&self.device, &self.queue, &launch, &slots);
         let partials = reduced.then(|| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -200,11 +214,17 @@ impl Context {
                 mapped_at_creation: false,
             })
         });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                label,
+                message: e.to_string(),
+            });
+        }
         Ok(ElementwisePlan {
             device: self.device.clone(),
             spec: spec.clone(),
             layout,
-            label: format!("wgloss {} ({})", spec.loss.name(), spec.reduction),
+            label,
             main,
             finish,
             chunks,
@@ -325,7 +345,36 @@ impl ElementwisePlan {
         )?;
         bufs.loss
             .check(Operand::Loss, if reduced { F32 } else { n_bytes }, align)?;
+        // A dispatch binds inputs read-only and outputs writable: one buffer cannot be both.
+        let inputs = [
+            (Operand::Input, Some(bufs.input)),
+            (Operand::Target, bufs.target),
+            (Operand::Weight, bufs.weight),
+            (Operand::PosWeight, bufs.pos_weight),
+            (Operand::Var, bufs.var),
+            (Operand::GradOutput, bufs.grad_output),
+        ];
+        let outputs = [
+            (Operand::GradInput, bufs.grad_input),
+            (Operand::GradVar, bufs.grad_var),
+            (Operand::Loss, Some(bufs.loss)),
+        ];
+        for (out, o) in outputs.iter().filter_map(|(op, r)| r.map(|r| (*op, r))) {
+            for (inp, i) in inputs.iter().filter_map(|(op, r)| r.map(|r| (*op, r))) {
+                if o.buffer == i.buffer {
+                    return Err(Error::Buffer {
+                        operand: out,
+                        problem: format!(
+                            "the same buffer as {inp}: an output cannot share a buffer with an input (use another buffer)"
+                        ),
+                    });
+                }
+            }
+        }
 
+        // What the checks above cannot foresee (a buffer of another device, a destroyed one)
+        // comes back as an error, not a panic.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout0 = self.main.get_bind_group_layout(0);
         let read = |r, skip, bytes| or_placeholder(r, &self.placeholder_read, skip, bytes);
         let write =
@@ -400,6 +449,12 @@ impl ElementwisePlan {
             }
             _ => None,
         };
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                label: self.label.clone(),
+                message: e.to_string(),
+            });
+        }
         Ok(BoundElementwise {
             label: self.label.clone(),
             main: self.main.clone(),

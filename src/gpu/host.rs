@@ -20,8 +20,10 @@ impl Context {
         pollster::block_on(self.compute_async(spec, ops))
     }
 
-    /// The asynchronous form of [`Context::compute`]: the returned future resolves when the
-    /// results have been read back.
+    /// The asynchronous form of [`Context::compute`]: the returned future (`Send`) resolves
+    /// when the results have been read back. On native backends waiting for the GPU is a
+    /// blocking `Device::poll` inside the future, so run it where blocking is allowed (for
+    /// example `tokio::task::spawn_blocking`).
     pub async fn compute_async(
         &self,
         spec: &ElementwiseSpec,
@@ -102,18 +104,22 @@ impl Context {
             at += size;
         }
         self.queue.submit([encoder.finish()]);
-        if let Some(e) = invalid.pop().await {
+        // Popped here, not awaited: the scopes resolve at once on native, and a scope guard
+        // held across an await would make this future !Send.
+        let invalid = pollster::block_on(invalid.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = invalid {
             return Err(Error::Gpu {
                 label,
                 message: e.to_string(),
             });
         }
-        if oom.pop().await.is_some() {
+        if oom.is_some() {
             return Err(Error::OutOfMemory { label });
         }
 
         let bytes = self.read_back(&staging).await?;
-        let values: &[f32] = bytemuck::cast_slice(&bytes);
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         let (loss_values, rest) = values.split_at(loss_len);
         let (grad_values, grad_var_values) = rest.split_at(n);
         Ok(LossOutput {
@@ -132,14 +138,15 @@ impl Context {
     /// when an engine wants to look at a loss or a gradient; nothing else in the engine-level
     /// API reads back.
     pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
-        let bytes = len as u64 * 4;
+        let bytes = (len as u64).saturating_mul(4);
+        crate::bench::check_fits(self, bytes / 4)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgloss read_f32"),
             size: bytes.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
@@ -150,7 +157,9 @@ impl Context {
             });
         }
         let raw = pollster::block_on(self.read_back(&staging))?;
-        Ok(bytemuck::cast_slice(&raw)[..len].to_vec())
+        let mut values: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+        values.truncate(len);
+        Ok(values)
     }
 
     /// Maps a `MAP_READ` buffer, waits for the GPU, and copies its contents out.

@@ -113,8 +113,10 @@ impl UniformSlots {
 
 /// A place in a caller's buffer: the engine-level API reads operands from and writes results
 /// to such ranges. The offset must be a multiple of the device's
-/// `min_storage_buffer_offset_alignment` (256 bytes on most GPUs) and the buffer must have
-/// `BufferUsages::STORAGE`.
+/// `min_storage_buffer_offset_alignment` ([`crate::Context::storage_alignment`], 256 bytes on
+/// most GPUs) and the buffer must have `BufferUsages::STORAGE`. Inputs may share a buffer;
+/// an output may not share a buffer with an input (a dispatch cannot bind one buffer both
+/// read-only and writable), even at disjoint offsets.
 #[derive(Clone, Copy, Debug)]
 pub struct BufferRange<'a> {
     pub buffer: &'a wgpu::Buffer,
@@ -141,7 +143,11 @@ impl<'a> BufferRange<'a> {
                 self.offset
             ));
         }
-        if self.offset + bytes > self.buffer.size() {
+        if self
+            .offset
+            .checked_add(bytes)
+            .is_none_or(|end| end > self.buffer.size())
+        {
             return problem(format!(
                 "needs {bytes} bytes from offset {}, but the buffer has {} bytes",
                 self.offset,

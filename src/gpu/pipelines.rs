@@ -217,17 +217,19 @@ impl PipelineCache {
 
     /// The pipeline of `key`, built (under an error scope, so that a bad shader is an
     /// [`Error`], not a panic) on first use.
+    /// `label` names the work in errors and debuggers (the loss's name, not the whole key).
     pub(crate) fn get(
         &self,
         device: &wgpu::Device,
         key: &PipelineKey,
         custom: Option<&CustomLoss>,
+        label: &str,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = map.get(key) {
             return Ok(p.clone());
         }
-        let label = format!("wgloss {:?}", key.kernel);
+        let label = label.to_string();
         let source = compose(key, custom)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {

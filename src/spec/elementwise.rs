@@ -57,13 +57,17 @@ pub enum ElementwiseLoss {
     /// `[0, 1]`. Gradient `w (x - y) / max(x (1 - x), 1e-12)`, as PyTorch. Optional `weight`.
     /// PyTorch `F.binary_cross_entropy`.
     Bce,
-    /// `w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)]`, the stable form of PyTorch; no overflow
-    /// at `|x| = 1e4`. Optional `weight` and `pos_weight`.
+    /// `w [pw y softplus(-x) + (1 - y) softplus(x)]`: PyTorch's
+    /// `(1 - y) x + (1 + (pw - 1) y) softplus(-x)` rearranged so that neither tail cancels;
+    /// finite and accurate at `|x| = 1e4`. At `x = ±inf` it returns the limit (`inf` or 0)
+    /// where PyTorch's form gives NaN. Optional `weight` and `pos_weight`.
     /// PyTorch `F.binary_cross_entropy_with_logits`.
     BceWithLogits,
     /// `α_t (1 - p_t)^γ · bce_with_logits(x, y)` with `p = σ(x)`,
     /// `p_t = p y + (1 - p)(1 - y)`, `α_t = α y + (1 - α)(1 - y)`; `alpha < 0` disables the
-    /// `α_t` factor; `gamma ≥ 0`. torchvision `sigmoid_focal_loss`.
+    /// `α_t` factor; `gamma ≥ 0`. `1 - p_t` is computed without cancellation. Where the
+    /// prediction saturates (`p_t = 1` in f32) and `0 < gamma < 1`, the gradient is its limit
+    /// 0 (PyTorch returns NaN there). torchvision `sigmoid_focal_loss`.
     SigmoidFocal { alpha: f32, gamma: f32 },
     /// `max(0, margin - x y)` with `y ∈ {-1, +1}`. Optax `hinge_loss`.
     Hinge { margin: f32 },
@@ -468,9 +472,16 @@ pub type CustomCpuFn = dyn Fn(f32, f32) -> (f32, f32) + Send + Sync;
 /// fn custom_grad(x: f32, y: f32) -> f32  // its derivative with respect to x
 /// ```
 ///
-/// and may define helpers of its own (names starting with `custom_` are safe from clashes).
-/// The Rust closure returns the same pair. An invalid WGSL source is reported as
+/// and may define helpers of its own: names starting with `custom_` are safe from clashes
+/// with the template's. It may call the accurate f32 helpers of `shaders/math.wgsl`, which are
+/// part of the contract: `exp_f`, `ln_f`, `ln_1p_f`, `pow_nonneg_f`, `sgn_f`, `relu_f`,
+/// `max_keep_nan`, `is_nan_f`. The Rust closure returns the same pair (the CPU path has
+/// [`crate::cpu::math`] for the same functions). An invalid WGSL source is reported as
 /// [`Error::Shader`] when the loss is first prepared on a GPU.
+///
+/// Each `CustomLoss::new` is a new loss with pipelines of its own in every [`crate::Context`]
+/// that prepares it: create a custom loss once and reuse it (clone it freely), rather than
+/// creating it again per call.
 ///
 /// ```
 /// use wgloss::{CustomLoss, ElementwiseLoss};
