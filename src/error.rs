@@ -85,6 +85,23 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// An operand's shape does not fit the loss.
+    #[error("{loss}: {operand}: {problem}")]
+    Shape {
+        loss: &'static str,
+        operand: Operand,
+        problem: String,
+    },
+
+    /// A class index is outside `[0, classes)` and is not the ignored index.
+    #[error("{loss}: target of row {row} is class {value}, outside [0, {classes})")]
+    ClassIndex {
+        loss: &'static str,
+        row: usize,
+        value: i64,
+        classes: usize,
+    },
+
     /// An option is outside its valid range.
     #[error("{loss}: option `{option}` = {value} is invalid: {reason}")]
     InvalidOption {
@@ -118,7 +135,7 @@ pub enum Error {
     Buffer { operand: Operand, problem: String },
 
     /// The reduction name is not one of `none`, `mean`, `sum`.
-    #[error("unknown reduction `{name}` (one of none, mean, sum)")]
+    #[error("unknown reduction `{name}` (one of none, mean, sum, batchmean)")]
     UnknownReduction { name: String },
 
     /// The loss name is not in the catalogue.

@@ -42,7 +42,10 @@ pub use error::{Error, Operand, Result};
 pub use gpu::{
     BoundElementwise, BufferRange, ElementwiseBuffers, ElementwisePlan, PipelineKey, ReduceStrategy,
 };
-pub use output::{LossOutput, LossValue};
+pub use output::{ClassOutput, LossOutput, LossValue};
+pub use spec::classwise::{
+    ClassLayout, ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind, CLASSWISE_NAMES,
+};
 pub use spec::elementwise::{
     AuxInput, CustomLoss, CustomLossId, ElementwiseKind, ElementwiseLayout, ElementwiseLoss,
     ElementwiseSpec, Operands, ELEMENTWISE_NAMES,

@@ -35,3 +35,17 @@ pub struct LossOutput {
     /// The gradient with respect to `var` (`gaussian_nll` only).
     pub grad_var: Option<Vec<f32>>,
 }
+
+/// A class-dimension loss, its gradient, and what cross-entropy gives for free per row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassOutput {
+    /// The loss: a scalar, or one value per row (per element for `kl_div`) for `none`.
+    pub value: LossValue,
+    /// The gradient with respect to the input, `[rows, classes]`.
+    pub grad: Vec<f32>,
+    /// Cross-entropy: the log-sum-exp of each row's (capped) logits; 0 for ignored rows.
+    pub row_lse: Option<Vec<f32>>,
+    /// Cross-entropy with class-index targets: whether the row's first argmax is its target
+    /// (accuracy without another pass); false for ignored rows.
+    pub row_correct: Option<Vec<bool>>,
+}

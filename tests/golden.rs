@@ -94,3 +94,37 @@ fn gpu_matches_every_elementwise_golden_case() {
         failures.join("\n")
     );
 }
+
+/// Runs every class-dimension case through `compute`; returns the failures.
+fn run_all_classwise(
+    compute: impl Fn(&wgloss::ClassSpec, &wgloss::ClassOperands) -> wgloss::Result<wgloss::ClassOutput>,
+) -> Vec<String> {
+    let golden = load_golden("classwise.json");
+    assert_eq!(golden.cases.len(), 188, "the golden file changed: update this count");
+    let mut failures = Vec::new();
+    for case in &golden.cases {
+        let spec = case.class_spec();
+        let x = case.input("input").unwrap();
+        let (classes, target) = case.class_target();
+        let w = case.input("weight");
+        let mut ops = wgloss::ClassOperands::new(&x, classes, target.as_target());
+        ops.weight = w.as_deref();
+        let out = match compute(&spec, &ops) {
+            Ok(out) => out,
+            Err(e) => {
+                failures.push(format!("{}: {e}", case.name));
+                continue;
+            }
+        };
+        for r in [check(case, "loss", out.value.as_slice()), check(case, "grad_input", &out.grad)] {
+            failures.extend(r.err());
+        }
+    }
+    failures
+}
+
+#[test]
+fn cpu_matches_every_classwise_golden_case() {
+    let failures = run_all_classwise(cpu::compute_class);
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}

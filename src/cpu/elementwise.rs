@@ -239,7 +239,8 @@ where {
         match self.reduction {
             Reduction::None => None,
             Reduction::Sum => Some(total),
-            Reduction::Mean => Some(total / n as f64),
+            // (batchmean is refused by validation: only kl_div offers it)
+            Reduction::Mean | Reduction::BatchMean => Some(total / n as f64),
         }
     }
 

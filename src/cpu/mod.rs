@@ -4,8 +4,10 @@
 //! the per-element math is written branch-free so that it compiles to SIMD code (AVX2 where
 //! the CPU has it, chosen at run time).
 
+pub mod classwise;
 pub mod elementwise;
 pub mod losses;
 pub mod math;
 
+pub use classwise::compute as compute_class;
 pub use elementwise::{compute, compute_into, CpuOutputs};

@@ -571,6 +571,13 @@ impl ElementwiseSpec {
     /// Checks the options and that the loss offers the reduction.
     pub fn validate(&self) -> Result<()> {
         self.loss.validate()?;
+        if self.reduction == Reduction::BatchMean {
+            return Err(Error::InvalidReduction {
+                loss: self.loss.name(),
+                reduction: "batchmean",
+                reason: "only kl_div offers batchmean",
+            });
+        }
         if self.loss.always_summed() && self.reduction != Reduction::Sum {
             return Err(Error::InvalidReduction {
                 loss: self.loss.name(),

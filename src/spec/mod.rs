@@ -2,6 +2,7 @@
 //!
 //! One module per loss family; no GPU code here.
 
+pub mod classwise;
 pub mod elementwise;
 
 use crate::error::{Error, Result};
@@ -19,6 +20,8 @@ pub enum Reduction {
     Mean,
     /// The sum of the loss terms.
     Sum,
+    /// The sum divided by the number of rows (`kl_div` only).
+    BatchMean,
 }
 
 impl Reduction {
@@ -28,15 +31,17 @@ impl Reduction {
             Reduction::None => "none",
             Reduction::Mean => "mean",
             Reduction::Sum => "sum",
+            Reduction::BatchMean => "batchmean",
         }
     }
 
-    /// Parses `none`, `mean` or `sum`.
+    /// Parses `none`, `mean`, `sum` or `batchmean`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "none" => Ok(Reduction::None),
             "mean" => Ok(Reduction::Mean),
             "sum" => Ok(Reduction::Sum),
+            "batchmean" => Ok(Reduction::BatchMean),
             other => Err(Error::UnknownReduction { name: other.into() }),
         }
     }

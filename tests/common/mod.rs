@@ -85,8 +85,53 @@ impl Case {
         ElementwiseSpec::new(loss).with_reduction(reduction)
     }
 
+    /// The class-dimension spec this case describes.
+    pub fn class_spec(&self) -> wgloss::ClassSpec {
+        let mut loss = wgloss::ClassLoss::from_name(&self.loss).expect("known loss");
+        let mut reduction = Reduction::Mean;
+        for (key, value) in &self.options {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if key == "reduction" {
+                reduction = Reduction::parse(&text).unwrap();
+            } else {
+                loss.set_option(key, &text).unwrap_or_else(|e| panic!("{}: {e}", self.name));
+            }
+        }
+        wgloss::ClassSpec::new(loss).with_reduction(reduction)
+    }
+
+    /// The case's target as class indices or values, with the input's class count.
+    pub fn class_target(&self) -> (usize, ClassTargetOwned) {
+        let classes = *self.inputs["input"].shape.last().unwrap();
+        let t = &self.inputs["target"];
+        let target = if t.dtype == "i32" {
+            ClassTargetOwned::Indices(t.data.iter().map(|&v| v as i32).collect())
+        } else {
+            ClassTargetOwned::Values(t.f32())
+        };
+        (classes, target)
+    }
+
     pub fn input(&self, name: &str) -> Option<Vec<f32>> {
         self.inputs.get(name).map(Tensor::f32)
+    }
+}
+
+/// An owned class target (the golden files hold both kinds).
+pub enum ClassTargetOwned {
+    Indices(Vec<i32>),
+    Values(Vec<f32>),
+}
+
+impl ClassTargetOwned {
+    pub fn as_target(&self) -> wgloss::ClassTarget<'_> {
+        match self {
+            ClassTargetOwned::Indices(v) => wgloss::ClassTarget::Indices(v),
+            ClassTargetOwned::Values(v) => wgloss::ClassTarget::Values(v),
+        }
     }
 }
 

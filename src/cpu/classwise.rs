@@ -1,0 +1,583 @@
+//! The CPU path of the class-dimension family: rayon over groups of rows, each row in a few
+//! straight passes that stay in cache (a row of 32,768 logits is 128 KiB), `f64` sums.
+//!
+//! The gradient buffer doubles as each row's scratch: cross-entropy writes `exp(z - max)`
+//! there and scales it in place, so the logits are read from memory once and the gradient
+//! written once, with one exponential per element.
+
+use rayon::prelude::*;
+
+use super::math::{exp, ln, tanh};
+use crate::error::Result;
+use crate::output::{ClassOutput, LossValue};
+use crate::spec::classwise::{ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind};
+use crate::spec::Reduction;
+
+/// Elements per rayon task (whole rows).
+const TASK_ELEMENTS: usize = 1 << 15;
+
+/// One row's target.
+#[derive(Clone, Copy)]
+enum RowTarget<'a> {
+    /// A class index (or the ignored index).
+    Index(i32),
+    /// One value per class.
+    Values(&'a [f32]),
+    /// `-1`-terminated class indices.
+    List(&'a [i32]),
+}
+
+/// What a row gives back besides its gradient.
+#[derive(Clone, Copy, Debug, Default)]
+struct RowOut {
+    /// The row's loss (weighted), before the reduction's division.
+    loss: f64,
+    /// Cross-entropy: log-sum-exp of the (capped) logits.
+    lse: f32,
+    /// Cross-entropy with index targets: the first argmax is the target.
+    correct: bool,
+}
+
+/// Lanes for sums: separate accumulators, so that the loops vectorise without reordering
+/// any single sum.
+const LANES: usize = 8;
+
+fn lane_sum(values: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] += c[l] as f64;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+fn lane_dot(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..LANES {
+            acc[l] += (x[l] * y[l]) as f64;
+        }
+    }
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| (x * y) as f64)
+        .sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+fn row_max(z: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut chunks = z.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            // A NaN makes the row NaN anyway (through the exponentials).
+            m[l] = if c[l] > m[l] { c[l] } else { m[l] };
+        }
+    }
+    let mut best = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for v in m {
+        best = best.max(v);
+    }
+    best
+}
+
+/// The options of cross-entropy, resolved.
+#[derive(Clone, Copy)]
+struct Ce {
+    ignore_index: i32,
+    smoothing: f32,
+    z_loss: f32,
+    softcap: f32,
+}
+
+/// One row of cross-entropy. `grad` is the row's gradient and scratch; `scale` the factor of
+/// the reduction (and of `grad_output`).
+fn cross_entropy_row(
+    ce: Ce,
+    x: &[f32],
+    target: RowTarget,
+    w: Option<&[f32]>,
+    scale: f32,
+    grad: &mut [f32],
+) -> RowOut {
+    let c = x.len();
+    let eps = ce.smoothing;
+    let inv_c = 1.0 / c as f32;
+    if let RowTarget::Index(y) = target {
+        if y == ce.ignore_index {
+            grad.fill(0.0);
+            return RowOut::default();
+        }
+    }
+    // z: the logits, capped when asked (kept in `grad` until the exponentials replace them).
+    let capped = ce.softcap > 0.0;
+    if capped {
+        let s = ce.softcap;
+        for (g, &v) in grad.iter_mut().zip(x) {
+            *g = s * tanh(v / s);
+        }
+    }
+    // Sums of z that the loss needs, taken before the exponentials overwrite it.
+    let (max, argmax_is_target, z_y, swz, swt, swtz) = {
+        let z: &[f32] = if capped { grad } else { x };
+        let max = row_max(z);
+        match target {
+            RowTarget::Index(y) => {
+                let y = y as usize;
+                let first = z.iter().position(|&v| v == max).unwrap_or(0);
+                let swz = if eps > 0.0 {
+                    w.map_or_else(|| lane_sum(z), |w| lane_dot(w, z))
+                } else {
+                    0.0
+                };
+                (max, first == y, z[y], swz, 0.0, 0.0)
+            }
+            RowTarget::Values(t) => {
+                // t' = (1 - ε) t + ε / C, weighted: Σ w t' and Σ w t' z.
+                let (mut swt, mut swtz) = (0.0f64, 0.0f64);
+                for i in 0..c {
+                    let wt = w.map_or(1.0, |w| w[i]) * ((1.0 - eps) * t[i] + eps * inv_c);
+                    swt += wt as f64;
+                    swtz += (wt * z[i]) as f64;
+                }
+                (max, false, 0.0, 0.0, swt, swtz)
+            }
+            RowTarget::List(_) => unreachable!("cross-entropy takes indices or values"),
+        }
+    };
+    // e = exp(z - max) into the gradient, and its sum.
+    if capped {
+        grad.iter_mut().for_each(|g| *g = exp(*g - max));
+    } else {
+        grad.iter_mut().zip(x).for_each(|(g, &v)| *g = exp(v - max));
+    }
+    let sum = lane_sum(grad);
+    let lse = max as f64 + sum.ln();
+    let w_total = w.map_or(c as f64, lane_sum);
+    let zl = ce.z_loss as f64;
+    // Loss, and the gradient as g_c = a p_c - b_c (before the target's own term).
+    let (loss, a, weighted_target) = match target {
+        RowTarget::Index(y) => {
+            let w_y = w.map_or(1.0, |w| w[y as usize]) as f64;
+            let e = eps as f64;
+            let nll = w_y * (lse - z_y as f64);
+            let smooth = w_total * lse - swz;
+            let loss = (1.0 - e) * nll + e / c as f64 * smooth + zl * lse * lse;
+            let a = (1.0 - e) * w_y + e / c as f64 * w_total + 2.0 * zl * lse;
+            (loss, a, (1.0 - e) * w_y)
+        }
+        RowTarget::Values(_) => {
+            let loss = swt * lse - swtz + zl * lse * lse;
+            (loss, swt + 2.0 * zl * lse, 0.0)
+        }
+        RowTarget::List(_) => unreachable!(),
+    };
+    // The target's own gradient needs p_y - 1 = (e_y - sum) / sum, which cancels in f32
+    // when the target dominates: take it from the f64 sum before e_y is overwritten.
+    let target_grad = match target {
+        RowTarget::Index(y) => {
+            let y = y as usize;
+            let e_y = grad[y] as f64;
+            let b_y = eps as f64 / c as f64 * w.map_or(1.0, |w| w[y] as f64);
+            Some((y, weighted_target * (e_y - sum) / sum + (a - weighted_target) * e_y / sum - b_y))
+        }
+        _ => None,
+    };
+    let inv_sum = (1.0 / sum) as f32;
+    let a = a as f32 * inv_sum;
+    match (target, w) {
+        (RowTarget::Index(_), None) => {
+            let b = eps * inv_c;
+            grad.iter_mut().for_each(|g| *g = a * *g - b);
+        }
+        (RowTarget::Index(_), Some(w)) => {
+            let b = eps * inv_c;
+            grad.iter_mut()
+                .zip(w)
+                .for_each(|(g, &w)| *g = a * *g - b * w);
+        }
+        (RowTarget::Values(t), w) => {
+            for (i, g) in grad.iter_mut().enumerate() {
+                let wt = w.map_or(1.0, |w| w[i]) * ((1.0 - eps) * t[i] + eps * inv_c);
+                *g = a * *g - wt;
+            }
+        }
+        (RowTarget::List(_), _) => unreachable!(),
+    }
+    if let Some((y, g)) = target_grad {
+        grad[y] = g as f32;
+    }
+    if capped {
+        // d z / d x = 1 - tanh²(x / s).
+        let s = ce.softcap;
+        grad.iter_mut().zip(x).for_each(|(g, &v)| {
+            let t = tanh(v / s);
+            *g *= (1.0 - t * t) * scale;
+        });
+    } else {
+        grad.iter_mut().for_each(|g| *g *= scale);
+    }
+    RowOut {
+        loss,
+        lse: lse as f32,
+        correct: argmax_is_target,
+    }
+}
+
+/// `-w_y x_y`.
+fn nll_row(
+    ignore_index: i32,
+    x: &[f32],
+    y: i32,
+    w: Option<&[f32]>,
+    scale: f32,
+    grad: &mut [f32],
+) -> RowOut {
+    grad.fill(0.0);
+    if y == ignore_index {
+        return RowOut::default();
+    }
+    let w_y = w.map_or(1.0, |w| w[y as usize]);
+    grad[y as usize] = -w_y * scale;
+    RowOut {
+        loss: -(w_y as f64) * x[y as usize] as f64,
+        ..Default::default()
+    }
+}
+
+/// `Σ_c t (log t - x)` (or `exp(t) (t - x)`); per-element losses into `elem` when given.
+/// `grad_output` (reduction none) scales element by element; otherwise `scale` does.
+fn kl_div_row(
+    log_target: bool,
+    x: &[f32],
+    t: &[f32],
+    grad_output: Option<&[f32]>,
+    scale: f32,
+    grad: &mut [f32],
+    elem: Option<&mut [f32]>,
+) -> RowOut {
+    let mut total = 0.0f64;
+    let mut elem = elem;
+    for i in 0..x.len() {
+        let (v, g) = if log_target {
+            let et = exp(t[i]);
+            (et * (t[i] - x[i]), -et)
+        } else {
+            // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0; a negative target is NaN.
+            let xlogy = if t[i] == 0.0 { 0.0 } else { t[i] * ln(t[i]) };
+            (xlogy - t[i] * x[i], -t[i])
+        };
+        total += v as f64;
+        if let Some(e) = elem.as_deref_mut() {
+            e[i] = v;
+        }
+        grad[i] = g * grad_output.map_or(scale, |go| go[i]);
+    }
+    RowOut {
+        loss: total,
+        ..Default::default()
+    }
+}
+
+/// `w_y Σ_{j≠y} max(0, margin - x_y + x_j)^p / C` (`divide` false and no weight: Weston–Watkins).
+fn margin_row(
+    p: u32,
+    margin: f32,
+    divide: bool,
+    x: &[f32],
+    y: i32,
+    w: Option<&[f32]>,
+    scale: f32,
+    grad: &mut [f32],
+) -> RowOut {
+    let y = y as usize;
+    let c = x.len();
+    let w_y = w.map_or(1.0, |w| w[y]);
+    let k = if divide { w_y / c as f32 } else { w_y };
+    let (mut total, mut grad_y) = (0.0f64, 0.0f32);
+    for j in 0..c {
+        if j == y {
+            continue;
+        }
+        let h = margin - x[y] + x[j];
+        let (v, d) = if h > 0.0 {
+            if p == 2 {
+                (h * h, 2.0 * h)
+            } else {
+                (h, 1.0)
+            }
+        } else {
+            (0.0, 0.0)
+        };
+        total += v as f64;
+        grad[j] = k * d * scale;
+        grad_y -= k * d;
+    }
+    grad[y] = grad_y * scale;
+    RowOut {
+        loss: k as f64 * total,
+        ..Default::default()
+    }
+}
+
+/// Crammer–Singer: `max(0, margin + max_{j≠y} x_j - x_y)`, the gradient at the first maximum.
+fn multiclass_hinge_row(margin: f32, x: &[f32], y: i32, scale: f32, grad: &mut [f32]) -> RowOut {
+    let y = y as usize;
+    grad.fill(0.0);
+    let mut best = None;
+    for (j, &v) in x.iter().enumerate() {
+        if j != y && best.is_none_or(|(_, b)| v > b) {
+            best = Some((j, v));
+        }
+    }
+    let Some((j, xj)) = best else {
+        return RowOut::default(); // one class: nothing to compete with
+    };
+    let h = margin + xj - x[y];
+    if h > 0.0 {
+        grad[j] = scale;
+        grad[y] = -scale;
+        RowOut {
+            loss: h as f64,
+            ..Default::default()
+        }
+    } else {
+        RowOut::default()
+    }
+}
+
+/// `Σ_c w_c bce_with_logits(x_c, t_c) / C`.
+fn multilabel_soft_margin_row(
+    x: &[f32],
+    t: &[f32],
+    w: Option<&[f32]>,
+    scale: f32,
+    grad: &mut [f32],
+) -> RowOut {
+    let c = x.len() as f32;
+    let mut total = 0.0f64;
+    for i in 0..x.len() {
+        let terms = super::losses::bce_with_logits(x[i], t[i], 1.0, [0.0; 4]);
+        let w = w.map_or(1.0, |w| w[i]) / c;
+        total += (w * terms.value) as f64;
+        grad[i] = w * terms.grad * scale;
+    }
+    RowOut {
+        loss: total,
+        ..Default::default()
+    }
+}
+
+/// `Σ_{j∈T} Σ_{i∉T} max(0, 1 - (x_j - x_i)) / C` with `T` the leading non-negative targets.
+fn multilabel_margin_row(x: &[f32], targets: &[i32], scale: f32, grad: &mut [f32]) -> RowOut {
+    let c = x.len();
+    grad.fill(0.0);
+    let list: Vec<usize> = targets
+        .iter()
+        .take_while(|&&v| v >= 0)
+        .map(|&v| v as usize)
+        .collect();
+    let mut is_target = vec![false; c];
+    for &j in &list {
+        is_target[j] = true;
+    }
+    let k = scale / c as f32;
+    let mut total = 0.0f64;
+    for &j in &list {
+        for i in 0..c {
+            if is_target[i] {
+                continue;
+            }
+            let h = 1.0 - (x[j] - x[i]);
+            if h > 0.0 {
+                total += h as f64;
+                grad[i] += k;
+                grad[j] -= k;
+            }
+        }
+    }
+    RowOut {
+        loss: total / c as f64,
+        ..Default::default()
+    }
+}
+
+/// Computes a class-dimension loss, its gradient and (cross-entropy) the per-row
+/// log-sum-exp and argmax-equals-target, on the CPU.
+///
+/// # Errors
+/// Bad shapes, options or class indices, as [`ClassOperands::validate`] reports them.
+pub fn compute(spec: &ClassSpec, ops: &ClassOperands) -> Result<ClassOutput> {
+    let layout = ops.validate(spec)?;
+    let (rows, c) = (layout.rows, layout.classes);
+    let loss = &spec.loss;
+    let reduction = spec.reduction;
+    let index_of = |r: usize| match ops.target {
+        ClassTarget::Indices(t) if layout.target == TargetKind::ClassIndex => t[r],
+        _ => 0,
+    };
+    // The divisor of `mean`, known before any row: PyTorch's rule per loss.
+    let counted = |r: usize| match loss.ignore_index() {
+        Some(ignore) if layout.target == TargetKind::ClassIndex => index_of(r) != ignore,
+        _ => true,
+    };
+    let divisor: f64 = match reduction {
+        Reduction::None | Reduction::Sum => 1.0,
+        Reduction::BatchMean => rows as f64,
+        Reduction::Mean => match loss {
+            ClassLoss::KlDiv { .. } => (rows * c) as f64,
+            ClassLoss::CrossEntropy { .. } | ClassLoss::Nll { .. }
+                if layout.target == TargetKind::ClassIndex =>
+            {
+                (0..rows)
+                    .filter(|&r| counted(r))
+                    .map(|r| ops.weight.map_or(1.0, |w| w[index_of(r) as usize] as f64))
+                    .sum()
+            }
+            _ => rows as f64,
+        },
+    };
+    // All rows ignored: PyTorch's 0/0 gives a NaN loss and zero gradients.
+    let grad_scale = if divisor == 0.0 {
+        0.0
+    } else {
+        (1.0 / divisor) as f32
+    };
+    let mut grad = vec![0.0f32; rows * c];
+    let mut elem_losses =
+        (loss.per_element() && reduction == Reduction::None).then(|| vec![0.0f32; rows * c]);
+    let rows_per_task = (TASK_ELEMENTS / c).max(1);
+    let ce = match *loss {
+        ClassLoss::CrossEntropy {
+            ignore_index,
+            label_smoothing,
+            z_loss,
+            softcap,
+            ..
+        } => Some(Ce {
+            ignore_index,
+            smoothing: label_smoothing,
+            z_loss,
+            softcap,
+        }),
+        _ => None,
+    };
+    let ones = vec![1.0f32; c];
+    let row_fn = |r: usize, g: &mut [f32], elem: Option<&mut [f32]>| -> RowOut {
+        let x = &ops.input[r * c..(r + 1) * c];
+        let target = match ops.target {
+            ClassTarget::Indices(t) if layout.target == TargetKind::IndexList => {
+                RowTarget::List(&t[r * c..(r + 1) * c])
+            }
+            ClassTarget::Indices(t) => RowTarget::Index(t[r]),
+            ClassTarget::Values(t) => RowTarget::Values(&t[r * c..(r + 1) * c]),
+        };
+        let scale = match ops.grad_output {
+            Some(go) if !loss.per_element() => go[r],
+            _ => grad_scale,
+        };
+        let y = match target {
+            RowTarget::Index(y) => y,
+            _ => 0,
+        };
+        match *loss {
+            ClassLoss::CrossEntropy { .. } => match ce {
+                Some(ce) => cross_entropy_row(ce, x, target, ops.weight, scale, g),
+                None => RowOut::default(),
+            },
+            ClassLoss::Nll { ignore_index } => nll_row(ignore_index, x, y, ops.weight, scale, g),
+            ClassLoss::KlDiv { log_target } => {
+                let t = match target {
+                    RowTarget::Values(t) => t,
+                    _ => &[],
+                };
+                let go = ops.grad_output.map(|go| &go[r * c..(r + 1) * c]);
+                kl_div_row(log_target, x, t, go, grad_scale, g, elem)
+            }
+            ClassLoss::MultiMargin { p, margin } => {
+                margin_row(p, margin, true, x, y, ops.weight, scale, g)
+            }
+            ClassLoss::MulticlassSvm { margin } => {
+                margin_row(1, margin, false, x, y, None, scale, g)
+            }
+            ClassLoss::MulticlassHinge { margin } => multiclass_hinge_row(margin, x, y, scale, g),
+            ClassLoss::MultilabelSoftMargin => {
+                let t = match target {
+                    RowTarget::Values(t) => t,
+                    _ => &ones,
+                };
+                multilabel_soft_margin_row(x, t, ops.weight, scale, g)
+            }
+            ClassLoss::MultilabelMargin => match target {
+                RowTarget::List(t) => multilabel_margin_row(x, t, scale, g),
+                _ => RowOut::default(),
+            },
+        }
+    };
+    // Rows in parallel groups; collecting keeps row order, so sums are reproducible.
+    let outs: Vec<RowOut> = match elem_losses.as_deref_mut() {
+        Some(elem) => grad
+            .par_chunks_mut(c * rows_per_task)
+            .zip(elem.par_chunks_mut(c * rows_per_task))
+            .enumerate()
+            .flat_map_iter(|(task, (g, e))| {
+                let first = task * rows_per_task;
+                g.chunks_mut(c)
+                    .zip(e.chunks_mut(c))
+                    .enumerate()
+                    .map(|(i, (g, e))| row_fn(first + i, g, Some(e)))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        None => grad
+            .par_chunks_mut(c * rows_per_task)
+            .enumerate()
+            .flat_map_iter(|(task, g)| {
+                let first = task * rows_per_task;
+                g.chunks_mut(c)
+                    .enumerate()
+                    .map(|(i, g)| row_fn(first + i, g, None))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+    };
+    let value = match (reduction, elem_losses) {
+        (Reduction::None, Some(e)) => LossValue::Elements(e),
+        (Reduction::None, None) => {
+            LossValue::Elements(outs.iter().map(|o| o.loss as f32).collect())
+        }
+        _ => {
+            let total: f64 = outs.iter().map(|o| o.loss).sum();
+            let all_ignored_zero = matches!(
+                loss,
+                ClassLoss::CrossEntropy {
+                    zero_when_all_ignored: true,
+                    ..
+                }
+            );
+            if divisor == 0.0 && all_ignored_zero {
+                LossValue::Scalar(0.0)
+            } else {
+                LossValue::Scalar((total / divisor) as f32)
+            }
+        }
+    };
+    let is_ce = matches!(loss, ClassLoss::CrossEntropy { .. });
+    Ok(ClassOutput {
+        value,
+        grad,
+        row_lse: is_ce.then(|| outs.iter().map(|o| o.lse).collect()),
+        row_correct: (is_ce && layout.target == TargetKind::ClassIndex)
+            .then(|| outs.iter().map(|o| o.correct).collect()),
+    })
+}
