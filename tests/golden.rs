@@ -100,7 +100,11 @@ fn run_all_classwise(
     compute: impl Fn(&wgloss::ClassSpec, &wgloss::ClassOperands) -> wgloss::Result<wgloss::ClassOutput>,
 ) -> Vec<String> {
     let golden = load_golden("classwise.json");
-    assert_eq!(golden.cases.len(), 188, "the golden file changed: update this count");
+    assert_eq!(
+        golden.cases.len(),
+        188,
+        "the golden file changed: update this count"
+    );
     let mut failures = Vec::new();
     for case in &golden.cases {
         let spec = case.class_spec();
@@ -116,7 +120,10 @@ fn run_all_classwise(
                 continue;
             }
         };
-        for r in [check(case, "loss", out.value.as_slice()), check(case, "grad_input", &out.grad)] {
+        for r in [
+            check(case, "loss", out.value.as_slice()),
+            check(case, "grad_input", &out.grad),
+        ] {
             failures.extend(r.err());
         }
     }
@@ -126,5 +133,10 @@ fn run_all_classwise(
 #[test]
 fn cpu_matches_every_classwise_golden_case() {
     let failures = run_all_classwise(cpu::compute_class);
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

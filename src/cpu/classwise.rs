@@ -189,7 +189,10 @@ fn cross_entropy_row(
             let y = y as usize;
             let e_y = grad[y] as f64;
             let b_y = eps as f64 / c as f64 * w.map_or(1.0, |w| w[y] as f64);
-            Some((y, weighted_target * (e_y - sum) / sum + (a - weighted_target) * e_y / sum - b_y))
+            Some((
+                y,
+                weighted_target * (e_y - sum) / sum + (a - weighted_target) * e_y / sum - b_y,
+            ))
         }
         _ => None,
     };
@@ -289,11 +292,18 @@ fn kl_div_row(
     }
 }
 
-/// `w_y Σ_{j≠y} max(0, margin - x_y + x_j)^p / C` (`divide` false and no weight: Weston–Watkins).
-fn margin_row(
+/// The pairwise margin losses: `multi_margin` divides by `C` and takes a weight;
+/// `multiclass_svm` (Weston–Watkins) does neither and has `p = 1`.
+#[derive(Clone, Copy)]
+struct Margin {
     p: u32,
     margin: f32,
     divide: bool,
+}
+
+/// `w_y Σ_{j≠y} max(0, margin - x_y + x_j)^p (/ C)`.
+fn margin_row(
+    Margin { p, margin, divide }: Margin,
     x: &[f32],
     y: i32,
     w: Option<&[f32]>,
@@ -504,12 +514,30 @@ pub fn compute(spec: &ClassSpec, ops: &ClassOperands) -> Result<ClassOutput> {
                 let go = ops.grad_output.map(|go| &go[r * c..(r + 1) * c]);
                 kl_div_row(log_target, x, t, go, grad_scale, g, elem)
             }
-            ClassLoss::MultiMargin { p, margin } => {
-                margin_row(p, margin, true, x, y, ops.weight, scale, g)
-            }
-            ClassLoss::MulticlassSvm { margin } => {
-                margin_row(1, margin, false, x, y, None, scale, g)
-            }
+            ClassLoss::MultiMargin { p, margin } => margin_row(
+                Margin {
+                    p,
+                    margin,
+                    divide: true,
+                },
+                x,
+                y,
+                ops.weight,
+                scale,
+                g,
+            ),
+            ClassLoss::MulticlassSvm { margin } => margin_row(
+                Margin {
+                    p: 1,
+                    margin,
+                    divide: false,
+                },
+                x,
+                y,
+                None,
+                scale,
+                g,
+            ),
             ClassLoss::MulticlassHinge { margin } => multiclass_hinge_row(margin, x, y, scale, g),
             ClassLoss::MultilabelSoftMargin => {
                 let t = match target {

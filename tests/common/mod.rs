@@ -97,7 +97,8 @@ impl Case {
             if key == "reduction" {
                 reduction = Reduction::parse(&text).unwrap();
             } else {
-                loss.set_option(key, &text).unwrap_or_else(|e| panic!("{}: {e}", self.name));
+                loss.set_option(key, &text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", self.name));
             }
         }
         wgloss::ClassSpec::new(loss).with_reduction(reduction)
