@@ -97,13 +97,15 @@ fn gpu_matches_every_elementwise_golden_case() {
 
 /// Runs every class-dimension case through `compute`; returns the failures.
 fn run_all_classwise(
+    file: &str,
     compute: impl Fn(&wgloss::ClassSpec, &wgloss::ClassOperands) -> wgloss::Result<wgloss::ClassOutput>,
 ) -> Vec<String> {
-    let golden = load_golden("classwise.json");
+    let golden = load_golden(file);
+    let expected_count = if file == "classwise.json" { 188 } else { 23 };
     assert_eq!(
         golden.cases.len(),
-        188,
-        "the golden file changed: update this count"
+        expected_count,
+        "{file} changed: update this count"
     );
     let mut failures = Vec::new();
     for case in &golden.cases {
@@ -132,7 +134,12 @@ fn run_all_classwise(
 
 #[test]
 fn cpu_matches_every_classwise_golden_case() {
-    let failures = run_all_classwise(cpu::compute_class);
+    let mut failures = run_all_classwise("classwise.json", cpu::compute_class);
+    // z_loss, softcap, every row ignored, logits of 1e4, one class (gen_classwise_extra.py).
+    failures.extend(run_all_classwise(
+        "classwise_extra.json",
+        cpu::compute_class,
+    ));
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
