@@ -143,6 +143,30 @@ fn log_cosh_tanh_small(a: f32) -> vec2<f32> {
     return vec2<f32>(lc, th);
 }
 
+// e^x - 1, accurate near 0 (a polynomial below |x| = 1/2) where exp(x) - 1 cancels.
+fn expm1_f(x: f32) -> f32 {
+    var p = 1.0 / 362880.0;
+    p = fma(p, x, 1.0 / 40320.0);
+    p = fma(p, x, 1.0 / 5040.0);
+    p = fma(p, x, 1.0 / 720.0);
+    p = fma(p, x, 1.0 / 120.0);
+    p = fma(p, x, 1.0 / 24.0);
+    p = fma(p, x, 1.0 / 6.0);
+    p = fma(p, x, 0.5);
+    p = fma(p, x, 1.0);
+    return select(exp_f(x) - 1.0, x * p, abs(x) < 0.5);
+}
+
+// tanh u, about 2 ulps: the polynomial below |u| = 1/2, (1 - e) / (1 + e) with e = exp(-2|u|)
+// above (no overflow). The same algorithm as tanh in src/cpu/math.rs.
+fn tanh_f(u: f32) -> f32 {
+    let a = abs(u);
+    let q = exp_neg_parts(2.0 * a);
+    let p = log_cosh_tanh_small(a);
+    let t = select((1.0 - q.e) * q.r, a * p.y, a < 0.5);
+    return select(t, -t, u < 0.0);
+}
+
 // x^p for x >= 0, p >= 0, with x^0 = 1 (also at x = 0).
 fn pow_nonneg_f(x: f32, p: f32) -> f32 {
     if (p == 0.0) {

@@ -40,7 +40,8 @@ pub mod spec;
 pub use context::{enumerate_adapters, AdapterReport, Context, ContextOptions};
 pub use error::{Error, Operand, Result};
 pub use gpu::{
-    BoundElementwise, BufferRange, ElementwiseBuffers, ElementwisePlan, PipelineKey, ReduceStrategy,
+    BoundClass, BoundElementwise, BufferRange, ClassBuffers, ClassGpuLayout, ClassPlan,
+    ElementwiseBuffers, ElementwisePlan, PipelineKey, ReduceStrategy,
 };
 pub use output::{ClassOutput, LossOutput, LossValue};
 pub use spec::classwise::{

@@ -37,7 +37,7 @@ fn keys() -> Vec<(PipelineKey, Option<CustomLoss>)> {
     losses.push(ElementwiseLoss::Custom(custom.clone()));
     let mut keys = Vec::new();
     for reduce in [ReduceStrategy::SharedTree, ReduceStrategy::Subgroup] {
-        for kernel in [Kernel::FinalSum, Kernel::StreamAdd] {
+        for kernel in [Kernel::FINAL_SUM, Kernel::StreamAdd] {
             keys.push((
                 PipelineKey {
                     kernel,

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::context::Context;
 use crate::error::{Error, Operand, Result};
-use crate::gpu::launch::{plan_chunks, BufferRange, ChunkDispatch, LaunchParams, UniformSlots};
+use crate::gpu::launch::{
+    or_placeholder, plan_chunks, BufferRange, ChunkDispatch, LaunchParams, UniformSlots,
+};
 use crate::gpu::pipelines::{ElementwiseVariant, Kernel, PipelineKey};
 use crate::spec::elementwise::{AuxInput, ElementwiseLayout, ElementwiseLoss, ElementwiseSpec};
 use crate::spec::Reduction;
@@ -167,7 +169,7 @@ impl Context {
         let finish = if reduced {
             Some(self.pipelines.get(
                 &self.device,
-                &key(Kernel::FinalSum),
+                &key(Kernel::FINAL_SUM),
                 None,
                 "wgloss final sum",
             )?)
@@ -443,6 +445,10 @@ impl ElementwisePlan {
                             binding: 2,
                             resource: bufs.loss.binding(0, F32),
                         },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: self.placeholder_read.as_entire_binding(),
+                        },
                     ],
                 });
                 Some((pipeline.clone(), group))
@@ -462,19 +468,6 @@ impl ElementwisePlan {
             finish,
             traffic_bytes: self.traffic_bytes(),
         })
-    }
-}
-
-/// The binding of an optional operand: its chunk, or a placeholder the kernel never touches.
-fn or_placeholder<'b>(
-    range: Option<BufferRange<'b>>,
-    placeholder: &'b wgpu::Buffer,
-    skip: u64,
-    bytes: u64,
-) -> wgpu::BindingResource<'b> {
-    match range {
-        Some(r) => r.binding(skip, bytes),
-        None => placeholder.as_entire_binding(),
     }
 }
 

@@ -167,6 +167,19 @@ impl<'a> BufferRange<'a> {
     }
 }
 
+/// The binding of an optional operand: its chunk, or a placeholder the kernel never touches.
+pub(crate) fn or_placeholder<'b>(
+    range: Option<BufferRange<'b>>,
+    placeholder: &'b wgpu::Buffer,
+    skip: u64,
+    bytes: u64,
+) -> wgpu::BindingResource<'b> {
+    match range {
+        Some(r) => r.binding(skip, bytes),
+        None => placeholder.as_entire_binding(),
+    }
+}
+
 impl<'a> From<&'a wgpu::Buffer> for BufferRange<'a> {
     fn from(buffer: &'a wgpu::Buffer) -> Self {
         BufferRange { buffer, offset: 0 }

@@ -18,6 +18,11 @@ pub mod sources {
     pub const STREAM_ADD: &str = include_str!("../../shaders/stream_add.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
     pub const ELEMENTWISE_LOSSES: &str = include_str!("../../shaders/elementwise_losses.wgsl");
+    pub const ROWS: &str = include_str!("../../shaders/rows.wgsl");
+    pub const ROW_LOSSES: &str = include_str!("../../shaders/row_losses.wgsl");
+    pub const ROW_IO_SEPARATE: &str = include_str!("../../shaders/row_io_separate.wgsl");
+    pub const ROW_IO_IN_PLACE: &str = include_str!("../../shaders/row_io_in_place.wgsl");
+    pub const CLASS_PREPASS: &str = include_str!("../../shaders/class_prepass.wgsl");
 
     /// Every file, by name: what the naga test validates.
     pub const ALL: &[(&str, &str)] = &[
@@ -29,6 +34,11 @@ pub mod sources {
         ("stream_add.wgsl", STREAM_ADD),
         ("elementwise.wgsl", ELEMENTWISE),
         ("elementwise_losses.wgsl", ELEMENTWISE_LOSSES),
+        ("rows.wgsl", ROWS),
+        ("row_losses.wgsl", ROW_LOSSES),
+        ("row_io_separate.wgsl", ROW_IO_SEPARATE),
+        ("row_io_in_place.wgsl", ROW_IO_IN_PLACE),
+        ("class_prepass.wgsl", CLASS_PREPASS),
     ];
 }
 
@@ -55,15 +65,67 @@ pub struct ElementwiseVariant {
     pub write_grad_aux: bool,
 }
 
+/// The option-free identity of a class-dimension loss on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RowLoss {
+    CrossEntropy,
+    Nll,
+}
+
+impl RowLoss {
+    /// The prefix of the loss's hooks in `row_losses.wgsl`.
+    fn wgsl_prefix(self) -> &'static str {
+        match self {
+            RowLoss::CrossEntropy => "ce",
+            RowLoss::Nll => "nll",
+        }
+    }
+}
+
+/// What selects the code of a row kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowVariant {
+    pub loss: RowLoss,
+    pub reduced: bool,
+    /// The mean divides by the pre-pass's summed weight (read on the GPU).
+    pub mean_by_status: bool,
+    /// Class-index targets (else one value per class).
+    pub target_index: bool,
+    pub weight: bool,
+    pub grad_output: bool,
+    pub write_grad: bool,
+    /// Per-row log-sum-exp and argmax == target.
+    pub extras: bool,
+    /// The gradient overwrites the logits.
+    pub in_place: bool,
+}
+
 /// Which kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// The elementwise template with one loss plugged in.
     Elementwise(ElementwiseVariant),
+    /// The row template (class-dimension family) with one loss plugged in.
+    Rows(RowVariant),
+    /// One workgroup over the class-index targets: mean's divisor and the first bad index.
+    ClassPrepass { weight: bool },
     /// The final tree over per-workgroup partials.
-    FinalSum,
+    FinalSum {
+        /// Divide by the pre-pass's summed weight instead of launch.divisor.
+        divisor_from_status: bool,
+        /// 0 instead of NaN when that divisor is 0.
+        zero_if_empty: bool,
+    },
     /// `c = a + b`: the bandwidth baseline of the benchmarks.
     StreamAdd,
+}
+
+impl Kernel {
+    /// The final sum of losses whose mean divisor is known up front.
+    pub const FINAL_SUM: Kernel = Kernel::FinalSum {
+        divisor_from_status: false,
+        zero_if_empty: false,
+    };
 }
 
 /// The identity of a compute pipeline: a pipeline is built once per key and context.
@@ -91,8 +153,18 @@ impl Kernel {
             Kernel::Elementwise(_) => &[
                 Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite,
             ],
-            // launch, partials, result
-            Kernel::FinalSum => &[Uniform, Read, ReadWrite],
+            // launch, logits (read, or written over in place), targets, weights, grad_output,
+            // grads, row outputs, row extras, status
+            Kernel::Rows(v) if v.in_place => &[
+                Uniform, ReadWrite, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read,
+            ],
+            Kernel::Rows(_) => &[
+                Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read,
+            ],
+            // launch, targets, weights, status
+            Kernel::ClassPrepass { .. } => &[Uniform, Read, Read, ReadWrite],
+            // launch, partials, result, status
+            Kernel::FinalSum { .. } => &[Uniform, Read, ReadWrite, Read],
             // launch, a, b, c
             Kernel::StreamAdd => &[Uniform, Read, Read, ReadWrite],
         }
@@ -104,7 +176,9 @@ impl PipelineKey {
     pub fn entry_point(&self) -> &'static str {
         match self.kernel {
             Kernel::Elementwise(_) => "elementwise",
-            Kernel::FinalSum => "final_sum",
+            Kernel::Rows(_) => "rows_main",
+            Kernel::ClassPrepass { .. } => "class_prepass",
+            Kernel::FinalSum { .. } => "final_sum",
             Kernel::StreamAdd => "stream_add",
         }
     }
@@ -113,6 +187,26 @@ impl PipelineKey {
     pub fn constants(&self) -> Vec<(&'static str, f64)> {
         let b = |v: bool| if v { 1.0 } else { 0.0 };
         let mut c = vec![("WORKGROUP_SIZE", self.workgroup_size as f64)];
+        match self.kernel {
+            Kernel::Rows(v) => c.extend([
+                ("REDUCED", b(v.reduced)),
+                ("MEAN_BY_STATUS", b(v.mean_by_status)),
+                ("TARGET_INDEX", b(v.target_index)),
+                ("HAS_WEIGHT", b(v.weight)),
+                ("HAS_GRAD_OUTPUT", b(v.grad_output)),
+                ("WRITE_GRAD", b(v.write_grad)),
+                ("WRITE_EXTRAS", b(v.extras)),
+            ]),
+            Kernel::ClassPrepass { weight } => c.push(("HAS_WEIGHT", b(weight))),
+            Kernel::FinalSum {
+                divisor_from_status,
+                zero_if_empty,
+            } => c.extend([
+                ("DIVISOR_FROM_STATUS", b(divisor_from_status)),
+                ("ZERO_IF_EMPTY", b(zero_if_empty)),
+            ]),
+            _ => {}
+        }
         if let Kernel::Elementwise(v) = self.kernel {
             c.extend([
                 ("REDUCED", b(v.reduced)),
@@ -163,9 +257,12 @@ fn builtin_wgsl_fn(kind: ElementwiseKind) -> &'static str {
 /// the kernel template, and for an elementwise kernel the loss math and the one-line
 /// `loss_terms` that selects it. `custom` must be given for a custom loss.
 pub fn compose(key: &PipelineKey, custom: Option<&CustomLoss>) -> Result<String> {
-    let reduce = match key.reduce {
-        ReduceStrategy::Subgroup => sources::REDUCE_SUBGROUP,
-        ReduceStrategy::SharedTree => sources::REDUCE_TREE,
+    // The row kernels and the pre-pass reduce structs and minima in shared memory themselves;
+    // they take the tree file for WORKGROUP_SIZE.
+    let reduce = match (key.reduce, key.kernel) {
+        (_, Kernel::Rows(_) | Kernel::ClassPrepass { .. }) => sources::REDUCE_TREE,
+        (ReduceStrategy::Subgroup, _) => sources::REDUCE_SUBGROUP,
+        (ReduceStrategy::SharedTree, _) => sources::REDUCE_TREE,
     };
     let mut src = String::with_capacity(16 * 1024);
     for part in [reduce, sources::LAUNCH, sources::MATH] {
@@ -173,8 +270,34 @@ pub fn compose(key: &PipelineKey, custom: Option<&CustomLoss>) -> Result<String>
         src.push('\n');
     }
     match key.kernel {
-        Kernel::FinalSum => src.push_str(sources::FINAL_SUM),
+        Kernel::FinalSum { .. } => src.push_str(sources::FINAL_SUM),
         Kernel::StreamAdd => src.push_str(sources::STREAM_ADD),
+        Kernel::ClassPrepass { .. } => src.push_str(sources::CLASS_PREPASS),
+        Kernel::Rows(v) => {
+            let io = if v.in_place {
+                sources::ROW_IO_IN_PLACE
+            } else {
+                sources::ROW_IO_SEPARATE
+            };
+            for part in [io, sources::ROWS, sources::ROW_LOSSES] {
+                src.push_str(part);
+                src.push('\n');
+            }
+            let p = v.loss.wgsl_prefix();
+            src.push_str(&format!(
+                "\n// The loss of this pipeline.\n\
+                 alias RowStats = {stats};\n\
+                 fn stats_empty() -> RowStats {{ return {p}_stats_empty(); }}\n\
+                 fn stats_add(s: RowStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> RowStats {{ return {p}_stats_add(s, c, x, t, w, info); }}\n\
+                 fn stats_combine(a: RowStats, b: RowStats) -> RowStats {{ return {p}_stats_combine(a, b); }}\n\
+                 fn row_finish(s: RowStats, info: RowInfo, base: u32) -> RowResult {{ return {p}_row_finish(s, info, base); }}\n\
+                 fn elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {{ return {p}_elem_grad(r, c, x, t, w); }}\n",
+                stats = match v.loss {
+                    RowLoss::CrossEntropy => "CeStats",
+                    RowLoss::Nll => "NllStats",
+                },
+            ));
+        }
         Kernel::Elementwise(v) => {
             src.push_str(sources::ELEMENTWISE);
             src.push('\n');

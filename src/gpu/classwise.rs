@@ -1,0 +1,804 @@
+//! The engine-level API of the class-dimension family (`[rows, classes]` inputs): prepare for
+//! a shape, bind the caller's buffers once, record as often as needed; and the convenience
+//! `Context::compute_class`.
+//!
+//! A reduced loss with class-index targets records three dispatches: a one-workgroup pre-pass
+//! over the targets (mean's divisor, the first out-of-range class index), the row kernel
+//! (statistics in one read of each row, the gradient in a second), and the final sum.
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::context::Context;
+use crate::error::{Error, Operand, Result};
+use crate::gpu::launch::{grid_for, or_placeholder, BufferRange, LaunchParams, UniformSlots};
+use crate::gpu::pipelines::{Kernel, PipelineKey, RowLoss, RowVariant};
+use crate::output::{ClassOutput, LossValue};
+use crate::spec::classwise::{ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind};
+use crate::spec::Reduction;
+
+const F32: u64 = 4;
+/// Bytes of the status the pre-pass writes: divisor (f32 bits), first bad row (or
+/// `u32::MAX`), its class index (i32 bits), reserved.
+pub const STATUS_BYTES: u64 = 16;
+
+/// The shape and operands of a class-dimension loss on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassGpuLayout {
+    pub rows: u64,
+    pub classes: u32,
+    /// Class indices (`i32`, one per row) or per-class values (`f32`).
+    pub target: TargetKind,
+    pub weight: bool,
+    /// `grad_output` given (reduction `none`).
+    pub grad_output: bool,
+    /// Gradients written (false: forward only).
+    pub write_grad: bool,
+    /// The gradient overwrites the input (no gradient buffer; forward+backward in the
+    /// memory of the logits alone).
+    pub in_place: bool,
+    /// Cross-entropy: per-row log-sum-exp and argmax == target written (`[rows, 2]` f32).
+    pub row_extras: bool,
+}
+
+impl ClassGpuLayout {
+    /// `rows × classes` with targets of `target` kind, gradient written to its own buffer.
+    pub fn new(rows: u64, classes: u32, target: TargetKind) -> Self {
+        ClassGpuLayout {
+            rows,
+            classes,
+            target,
+            weight: false,
+            grad_output: false,
+            write_grad: true,
+            in_place: false,
+            row_extras: false,
+        }
+    }
+    pub fn with_weight(mut self) -> Self {
+        self.weight = true;
+        self
+    }
+    pub fn with_grad_output(mut self) -> Self {
+        self.grad_output = true;
+        self
+    }
+    pub fn forward_only(mut self) -> Self {
+        self.write_grad = false;
+        self
+    }
+    pub fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
+    }
+    pub fn with_row_extras(mut self) -> Self {
+        self.row_extras = true;
+        self
+    }
+}
+
+/// The caller's buffers for a class-dimension loss.
+///
+/// `input`: `rows × classes` f32 (the gradient lands here with an in-place layout).
+/// `target`: `rows` i32, or `rows × classes` f32. `weight`: `classes` f32. `grad_output`:
+/// `rows` f32. `grad_input`: `rows × classes` f32 (absent in place or forward only).
+/// `loss`: 1 f32 (mean/sum) or `rows` f32 (none). `row_extras`: `rows × 2` f32
+/// (log-sum-exp, then 1.0 where the first argmax is the target). Offsets as
+/// [`BufferRange`] says; outputs may not share a buffer with inputs (but the in-place
+/// gradient is the input).
+#[derive(Clone, Copy, Debug)]
+pub struct ClassBuffers<'a> {
+    pub input: BufferRange<'a>,
+    pub target: BufferRange<'a>,
+    pub weight: Option<BufferRange<'a>>,
+    pub grad_output: Option<BufferRange<'a>>,
+    pub grad_input: Option<BufferRange<'a>>,
+    pub loss: BufferRange<'a>,
+    pub row_extras: Option<BufferRange<'a>>,
+}
+
+/// One dispatch of the row kernel over rows `start .. start + rows`.
+#[derive(Clone, Copy, Debug)]
+struct RowChunk {
+    start: u64,
+    rows: u64,
+    grid: [u32; 2],
+    partial_base: u32,
+}
+
+/// A class-dimension loss prepared for one shape: pipelines, row chunks and grids, uniforms,
+/// partials and the status buffer.
+pub struct ClassPlan {
+    device: wgpu::Device,
+    spec: ClassSpec,
+    layout: ClassGpuLayout,
+    label: String,
+    rows_pipeline: Arc<wgpu::ComputePipeline>,
+    prepass: Option<Arc<wgpu::ComputePipeline>>,
+    finish: Option<Arc<wgpu::ComputePipeline>>,
+    chunks: Vec<RowChunk>,
+    uniforms: UniformSlots,
+    partials: Option<wgpu::Buffer>,
+    total_partials: u32,
+    status: wgpu::Buffer,
+    storage_align: u64,
+    placeholder_read: wgpu::Buffer,
+    placeholder_write: [wgpu::Buffer; 2],
+}
+
+impl std::fmt::Debug for ClassPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassPlan")
+            .field("loss", &self.label)
+            .field("layout", &self.layout)
+            .field("chunks", &self.chunks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The GPU identity of a class loss, or the error saying it has no kernel yet.
+fn row_loss(loss: &ClassLoss) -> Result<RowLoss> {
+    match loss {
+        ClassLoss::CrossEntropy { .. } => Ok(RowLoss::CrossEntropy),
+        ClassLoss::Nll { .. } => Ok(RowLoss::Nll),
+        other => Err(Error::NotOnGpu { loss: other.name() }),
+    }
+}
+
+impl Context {
+    /// Prepares a class-dimension loss for `layout`'s shape and operands.
+    ///
+    /// # Errors
+    /// Invalid options or layout; [`Error::NotOnGpu`] for a loss without a GPU kernel yet;
+    /// [`Error::Limit`] when one row does not fit a storage binding.
+    pub fn prepare_class(&self, spec: &ClassSpec, layout: ClassGpuLayout) -> Result<ClassPlan> {
+        spec.validate()?;
+        self.check_lost()?;
+        let loss = spec.loss.name();
+        let gpu_loss = row_loss(&spec.loss)?;
+        let (rows, c) = (layout.rows, layout.classes as u64);
+        if rows == 0 || c == 0 {
+            return Err(Error::EmptyInput { loss });
+        }
+        let index = layout.target == TargetKind::ClassIndex;
+        match (&spec.loss, layout.target) {
+            (
+                ClassLoss::CrossEntropy { .. },
+                TargetKind::ClassIndex | TargetKind::PerClassValue,
+            ) => {}
+            (l, t) if l.target_kind() == t => {}
+            (l, _) => {
+                return Err(Error::Shape {
+                    loss,
+                    operand: Operand::Target,
+                    problem: format!("{} does not take {:?} targets", l.name(), layout.target),
+                })
+            }
+        }
+        if layout.weight && !spec.loss.takes_weight() {
+            return Err(Error::UnexpectedOperand {
+                loss,
+                operand: Operand::Weight,
+                hint: "",
+            });
+        }
+        if layout.grad_output && spec.reduction.is_reduced() {
+            return Err(Error::UnexpectedOperand {
+                loss,
+                operand: Operand::GradOutput,
+                hint: " with a reduced loss (grad_output goes with reduction none)",
+            });
+        }
+        if layout.in_place && !layout.write_grad {
+            return Err(Error::Shape {
+                loss,
+                operand: Operand::GradInput,
+                problem: "an in-place layout writes the gradient".into(),
+            });
+        }
+        let launch = self.launch;
+        // Rows are cut where every operand's offset stays aligned: a multiple of `row_align`
+        // rows starts every [rows] and [rows, classes] array on the alignment.
+        let row_align = (launch.storage_align / F32).max(1);
+        let fit = launch.binding_bytes / (c * F32);
+        let rows_per_chunk = (fit / row_align) * row_align;
+        if rows_per_chunk == 0 {
+            return Err(Error::Limit {
+                what: "a group of rows of one storage binding",
+                needed: row_align * c * F32,
+                limit: launch.binding_bytes,
+            });
+        }
+        if index && rows * F32 > launch.binding_bytes {
+            return Err(Error::Limit {
+                what: "the targets' storage binding",
+                needed: rows * F32,
+                limit: launch.binding_bytes,
+            });
+        }
+        // A workgroup per row: as many threads as classes, up to the configured size.
+        let wg = (c.next_power_of_two() as u32).clamp(32, launch.workgroup_size.max(32));
+        let mut chunks = Vec::new();
+        let (mut start, mut partial_base) = (0u64, 0u32);
+        while start < rows {
+            let n = rows_per_chunk.min(rows - start);
+            let groups = n
+                .min(launch.max_workgroups as u64)
+                .min((launch.max_per_dimension as u64).pow(2)) as u32;
+            let grid = grid_for(groups, launch.max_per_dimension);
+            chunks.push(RowChunk {
+                start,
+                rows: n,
+                grid,
+                partial_base,
+            });
+            partial_base += grid[0] * grid[1];
+            start += n;
+        }
+        let total_partials = partial_base;
+        let reduced = spec.reduction.is_reduced();
+        let mean_by_status = index && spec.reduction == Reduction::Mean;
+        let variant = RowVariant {
+            loss: gpu_loss,
+            reduced,
+            mean_by_status,
+            target_index: index,
+            weight: layout.weight,
+            grad_output: layout.grad_output,
+            write_grad: layout.write_grad,
+            extras: layout.row_extras,
+            in_place: layout.in_place,
+        };
+        let label = format!("wgloss {} ({})", loss, spec.reduction);
+        let key = |kernel, workgroup_size| PipelineKey {
+            kernel,
+            workgroup_size,
+            reduce: launch.reduce,
+        };
+        let rows_pipeline =
+            self.pipelines
+                .get(&self.device, &key(Kernel::Rows(variant), wg), None, &label)?;
+        let prepass = if index {
+            Some(self.pipelines.get(
+                &self.device,
+                &key(
+                    Kernel::ClassPrepass {
+                        weight: layout.weight,
+                    },
+                    launch.workgroup_size,
+                ),
+                None,
+                "wgloss class pre-pass",
+            )?)
+        } else {
+            None
+        };
+        let zero_if_empty = matches!(
+            spec.loss,
+            ClassLoss::CrossEntropy {
+                zero_when_all_ignored: true,
+                ..
+            }
+        );
+        let finish = if reduced {
+            Some(self.pipelines.get(
+                &self.device,
+                &key(
+                    Kernel::FinalSum {
+                        divisor_from_status: mean_by_status,
+                        zero_if_empty,
+                    },
+                    launch.workgroup_size,
+                ),
+                None,
+                "wgloss final sum",
+            )?)
+        } else {
+            None
+        };
+        let options = match spec.loss {
+            ClassLoss::CrossEntropy {
+                ignore_index,
+                label_smoothing,
+                z_loss,
+                softcap,
+                ..
+            } => [ignore_index as f32, label_smoothing, z_loss, softcap],
+            ClassLoss::Nll { ignore_index } => [ignore_index as f32, 0.0, 0.0, 0.0],
+            _ => [0.0; 4],
+        };
+        let divisor = match spec.reduction {
+            Reduction::Mean | Reduction::BatchMean => rows as f32,
+            _ => 1.0,
+        };
+        let grad_scale = 1.0 / divisor;
+        // Slots: one per chunk, then the pre-pass, then the final sum.
+        let mut slots: Vec<LaunchParams> = chunks
+            .iter()
+            .map(|ch| LaunchParams {
+                n: ch.rows as u32,
+                partial_base: ch.partial_base,
+                cols: c as u32,
+                grad_scale,
+                divisor,
+                options,
+                ..Default::default()
+            })
+            .collect();
+        slots.push(LaunchParams {
+            n: rows as u32,
+            cols: c as u32,
+            options,
+            ..Default::default()
+        });
+        slots.push(LaunchParams {
+            n: total_partials,
+            divisor,
+            ..Default::default()
+        });
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let uniforms = UniformSlots::new(&self.device, &self.queue, &launch, &slots);
+        let partials = reduced.then(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgloss row partials"),
+                size: total_partials as u64 * F32,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        });
+        // No bad row until the pre-pass says otherwise (and no pre-pass: none to say).
+        let status = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgloss class status"),
+                contents: bytemuck::cast_slice(&[1.0f32.to_bits(), u32::MAX, 0, 0]),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                label,
+                message: e.to_string(),
+            });
+        }
+        Ok(ClassPlan {
+            device: self.device.clone(),
+            spec: spec.clone(),
+            layout,
+            label,
+            rows_pipeline,
+            prepass,
+            finish,
+            chunks,
+            uniforms,
+            partials,
+            total_partials,
+            status,
+            storage_align: launch.storage_align,
+            placeholder_read: self.placeholders.read.clone(),
+            placeholder_write: self.placeholders.write.clone(),
+        })
+    }
+}
+
+impl ClassPlan {
+    /// Compute dispatches per recorded call: pre-pass (index targets), one per row chunk,
+    /// final sum (reduced).
+    pub fn dispatches(&self) -> usize {
+        self.prepass.is_some() as usize + self.chunks.len() + self.finish.is_some() as usize
+    }
+
+    /// The minimum memory traffic of one recorded call, in bytes: the input read once, the
+    /// gradient written once, targets, weights and the per-row outputs (the kernel reads each
+    /// row a second time, from cache where the row fits one).
+    pub fn traffic_bytes(&self) -> u64 {
+        let l = &self.layout;
+        let (rows, c) = (l.rows, l.classes as u64);
+        let elements = rows * c * F32 * (1 + l.write_grad as u64);
+        let targets = match l.target {
+            TargetKind::ClassIndex => rows * F32,
+            _ => rows * c * F32,
+        };
+        let per_row = rows
+            * F32
+            * (l.grad_output as u64
+                + 2 * l.row_extras as u64
+                + !self.spec.reduction.is_reduced() as u64);
+        let partials = self
+            .partials
+            .as_ref()
+            .map_or(0, |_| 2 * self.total_partials as u64 * F32 + F32);
+        elements + targets + l.weight as u64 * c * F32 + per_row + partials
+    }
+
+    /// Row chunks (1 unless the logits exceed one storage binding).
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Workgroups of each chunk's row dispatch.
+    pub fn workgroups(&self) -> Vec<u32> {
+        self.chunks.iter().map(|c| c.grid[0] * c.grid[1]).collect()
+    }
+
+    /// The buffer the pre-pass writes: `[divisor (f32 bits), first bad row (u32::MAX if
+    /// none), its class index (i32 bits), 0]`. An engine checks it when it wants; the
+    /// convenience API reads it with the results.
+    pub fn status_buffer(&self) -> &wgpu::Buffer {
+        &self.status
+    }
+
+    /// Values the `loss` buffer receives: 1 for mean/sum, `rows` for none.
+    pub fn loss_len(&self) -> u64 {
+        if self.spec.reduction.is_reduced() {
+            1
+        } else {
+            self.layout.rows
+        }
+    }
+
+    /// Binds the caller's buffers, checking every range once.
+    pub fn bind(&self, bufs: &ClassBuffers) -> Result<BoundClass> {
+        let loss = self.spec.loss.name();
+        let l = &self.layout;
+        let (rows, c) = (l.rows, l.classes as u64);
+        let align = self.storage_align;
+        let index = l.target == TargetKind::ClassIndex;
+        let target_row_bytes = if index { F32 } else { c * F32 };
+        let reduced = self.spec.reduction.is_reduced();
+        let expect =
+            |operand, range: Option<BufferRange<'_>>, wanted: bool, bytes: u64| -> Result<()> {
+                match (range, wanted) {
+                    (Some(r), true) => r.check(operand, bytes, align),
+                    (None, false) => Ok(()),
+                    (None, true) => Err(Error::MissingOperand { loss, operand }),
+                    (Some(_), false) => Err(Error::UnexpectedOperand {
+                        loss,
+                        operand,
+                        hint: " in the layout this plan was prepared with",
+                    }),
+                }
+            };
+        bufs.input.check(Operand::Input, rows * c * F32, align)?;
+        bufs.target
+            .check(Operand::Target, rows * target_row_bytes, align)?;
+        expect(Operand::Weight, bufs.weight, l.weight, c * F32)?;
+        expect(
+            Operand::GradOutput,
+            bufs.grad_output,
+            l.grad_output,
+            rows * F32,
+        )?;
+        expect(
+            Operand::GradInput,
+            bufs.grad_input,
+            l.write_grad && !l.in_place,
+            rows * c * F32,
+        )?;
+        expect(Operand::Loss, bufs.row_extras, l.row_extras, rows * 2 * F32)
+            .map_err(|e| match e {
+                Error::MissingOperand { loss, .. } | Error::UnexpectedOperand { loss, .. } => Error::Buffer {
+                    operand: Operand::Loss,
+                    problem: format!("{loss}: row_extras must be given exactly when the layout asks for them"),
+                },
+                e => e,
+            })?;
+        bufs.loss
+            .check(Operand::Loss, if reduced { F32 } else { rows * F32 }, align)?;
+        let inputs = [
+            (Operand::Input, Some(bufs.input)),
+            (Operand::Target, Some(bufs.target)),
+            (Operand::Weight, bufs.weight),
+            (Operand::GradOutput, bufs.grad_output),
+        ];
+        let outputs = [
+            (Operand::GradInput, bufs.grad_input),
+            (Operand::Loss, Some(bufs.loss)),
+            (Operand::Loss, bufs.row_extras),
+        ];
+        for (out, o) in outputs.iter().filter_map(|(op, r)| r.map(|r| (*op, r))) {
+            for (inp, i) in inputs.iter().filter_map(|(op, r)| r.map(|r| (*op, r))) {
+                // In place, the input is written: it may share nothing with the other inputs.
+                let clash = o.buffer == i.buffer
+                    || (l.in_place && inp != Operand::Input && i.buffer == bufs.input.buffer);
+                if clash {
+                    return Err(Error::Buffer {
+                        operand: out,
+                        problem: format!("the same buffer as {inp}: an output cannot share a buffer with an input"),
+                    });
+                }
+            }
+        }
+
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let read_or = |r, skip, bytes| or_placeholder(r, &self.placeholder_read, skip, bytes);
+        let write_or =
+            |r, skip, bytes, i: usize| or_placeholder(r, &self.placeholder_write[i], skip, bytes);
+        let status = || self.status.as_entire_binding();
+        let rows_layout = self.rows_pipeline.get_bind_group_layout(0);
+        let chunks = self
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| {
+                let (r0, n) = (ch.start, ch.rows);
+                let out = match &self.partials {
+                    Some(p) => p.as_entire_binding(),
+                    None => bufs.loss.binding(r0 * F32, n * F32),
+                };
+                let entries = [
+                    self.uniforms.binding(i),
+                    bufs.input.binding(r0 * c * F32, n * c * F32),
+                    bufs.target
+                        .binding(r0 * target_row_bytes, n * target_row_bytes),
+                    read_or(bufs.weight, 0, c * F32),
+                    read_or(bufs.grad_output, r0 * F32, n * F32),
+                    write_or(bufs.grad_input, r0 * c * F32, n * c * F32, 0),
+                    out,
+                    write_or(bufs.row_extras, r0 * 2 * F32, n * 2 * F32, 1),
+                    status(),
+                ];
+                let entries: Vec<wgpu::BindGroupEntry> = entries
+                    .into_iter()
+                    .enumerate()
+                    .map(|(binding, resource)| wgpu::BindGroupEntry {
+                        binding: binding as u32,
+                        resource,
+                    })
+                    .collect();
+                let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&self.label),
+                    layout: &rows_layout,
+                    entries: &entries,
+                });
+                (group, ch.grid)
+            })
+            .collect();
+        let slot_prepass = self.chunks.len();
+        let prepass = self.prepass.as_ref().map(|p| {
+            let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("wgloss class pre-pass"),
+                layout: &p.get_bind_group_layout(0),
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: self.uniforms.binding(slot_prepass),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: bufs.target.binding(0, rows * F32),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: read_or(bufs.weight, 0, c * F32),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: status(),
+                    },
+                ],
+            });
+            (p.clone(), group)
+        });
+        let finish = match (&self.finish, &self.partials) {
+            (Some(f), Some(partials)) => {
+                let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("wgloss final sum"),
+                    layout: &f.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: self.uniforms.binding(slot_prepass + 1),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: partials.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: bufs.loss.binding(0, F32),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: status(),
+                        },
+                    ],
+                });
+                Some((f.clone(), group))
+            }
+            _ => None,
+        };
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                label: self.label.clone(),
+                message: e.to_string(),
+            });
+        }
+        Ok(BoundClass {
+            label: self.label.clone(),
+            rows_pipeline: self.rows_pipeline.clone(),
+            prepass,
+            chunks,
+            finish,
+        })
+    }
+}
+
+/// A class-dimension loss bound to buffers: recording adds its dispatches and nothing else.
+pub struct BoundClass {
+    label: String,
+    rows_pipeline: Arc<wgpu::ComputePipeline>,
+    prepass: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
+    chunks: Vec<(wgpu::BindGroup, [u32; 2])>,
+    finish: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
+}
+
+impl BoundClass {
+    /// Records the loss (and its gradient) into `encoder`, in a compute pass of its own.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&self.label),
+            timestamp_writes: None,
+        });
+        self.record_in_pass(&mut pass);
+    }
+
+    /// Records the loss into a compute pass the caller has begun.
+    pub fn record_in_pass(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if let Some((p, g)) = &self.prepass {
+            pass.set_pipeline(p);
+            pass.set_bind_group(0, g, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        pass.set_pipeline(&self.rows_pipeline);
+        for (group, grid) in &self.chunks {
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(grid[0], grid[1], 1);
+        }
+        if let Some((p, g)) = &self.finish {
+            pass.set_pipeline(p);
+            pass.set_bind_group(0, g, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+    }
+
+    /// Compute dispatches per recorded call.
+    pub fn dispatches(&self) -> usize {
+        self.prepass.is_some() as usize + self.chunks.len() + self.finish.is_some() as usize
+    }
+}
+
+impl Context {
+    /// Computes a class-dimension loss and its gradient on the GPU, blocking until done.
+    ///
+    /// # Errors
+    /// Bad shapes, options or class indices (checked before launch); [`Error::NotOnGpu`] for
+    /// a loss without a GPU kernel yet; GPU errors naming the loss.
+    pub fn compute_class(&self, spec: &ClassSpec, ops: &ClassOperands) -> Result<ClassOutput> {
+        let host = ops.validate(spec)?;
+        let (rows, c) = (host.rows, host.classes);
+        crate::bench::check_fits(self, (rows * c) as u64)?;
+        let is_ce = matches!(spec.loss, ClassLoss::CrossEntropy { .. });
+        let mut layout = ClassGpuLayout::new(rows as u64, c as u32, host.target);
+        layout.weight = host.weight;
+        layout.grad_output = host.grad_output;
+        layout.row_extras = is_ce;
+        let plan = self.prepare_class(spec, layout)?;
+        let label = plan.label.clone();
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let upload = |name: &str, bytes: &[u8]| {
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(name),
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+        };
+        let output = |name: &str, len: usize| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size: (len.max(1) * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let input = upload("wgloss logits", bytemuck::cast_slice(ops.input));
+        let target = match ops.target {
+            ClassTarget::Indices(t) => upload("wgloss targets", bytemuck::cast_slice(t)),
+            ClassTarget::Values(t) => upload("wgloss targets", bytemuck::cast_slice(t)),
+        };
+        let weight = ops
+            .weight
+            .map(|w| upload("wgloss class weights", bytemuck::cast_slice(w)));
+        let grad_output = ops
+            .grad_output
+            .map(|g| upload("wgloss grad_output", bytemuck::cast_slice(g)));
+        let loss_len = plan.loss_len() as usize;
+        let loss = output("wgloss loss", loss_len);
+        let grad = output("wgloss grad_input", rows * c);
+        let extras = is_ce.then(|| output("wgloss row extras", rows * 2));
+        let bound = plan.bind(&ClassBuffers {
+            input: BufferRange::from(&input),
+            target: BufferRange::from(&target),
+            weight: weight.as_ref().map(BufferRange::from),
+            grad_output: grad_output.as_ref().map(BufferRange::from),
+            grad_input: Some(BufferRange::from(&grad)),
+            loss: BufferRange::from(&loss),
+            row_extras: extras.as_ref().map(BufferRange::from),
+        })?;
+        let sections: Vec<&wgpu::Buffer> = [
+            Some(&loss),
+            Some(&grad),
+            extras.as_ref(),
+            Some(plan.status_buffer()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgloss readback"),
+            size: sections.iter().map(|b| b.size()).sum(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(&label),
+            });
+        bound.record(&mut encoder);
+        let mut at = 0;
+        for b in &sections {
+            encoder.copy_buffer_to_buffer(b, 0, &staging, at, b.size());
+            at += b.size();
+        }
+        self.queue.submit([encoder.finish()]);
+        let invalid = pollster::block_on(invalid.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = invalid {
+            return Err(Error::Gpu {
+                label,
+                message: e.to_string(),
+            });
+        }
+        if oom.is_some() {
+            return Err(Error::OutOfMemory { label });
+        }
+        let bytes = pollster::block_on(self.read_back(&staging))?;
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        let mut rest = &values[..];
+        let mut take = |n: usize| {
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            head
+        };
+        let loss_values = take(loss.size() as usize / 4)[..loss_len].to_vec();
+        let grad_values = take(rows * c).to_vec();
+        let extras_values = extras.as_ref().map(|_| take(rows * 2).to_vec());
+        let status: Vec<u32> = take(4).iter().map(|v| v.to_bits()).collect();
+        if status[1] != u32::MAX {
+            return Err(Error::ClassIndex {
+                loss: spec.loss.name(),
+                row: status[1] as usize,
+                value: status[2] as i32 as i64,
+                classes: c,
+            });
+        }
+        Ok(ClassOutput {
+            value: if spec.reduction.is_reduced() {
+                LossValue::Scalar(loss_values[0])
+            } else {
+                LossValue::Elements(loss_values)
+            },
+            grad: grad_values,
+            row_lse: extras_values
+                .as_ref()
+                .map(|e| e.chunks(2).map(|p| p[0]).collect()),
+            row_correct: extras_values
+                .as_ref()
+                .filter(|_| host.target == TargetKind::ClassIndex)
+                .map(|e| e.chunks(2).map(|p| p[1] == 1.0).collect()),
+        })
+    }
+}
