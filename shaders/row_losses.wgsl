@@ -92,7 +92,8 @@ fn ce_row_finish(s: CeStats, info: RowInfo, base: u32) -> RowResult {
         // lse - z_y written as ln_s - (z_y - m): no cancellation at large logits.
         let nll = w_y * (ln_s - (z_y - s.m));
         r.loss = (1.0 - eps) * nll + eps * inv_c * (w_total * lse - s.swz) + zl * lse * lse;
-        r.a = (1.0 - eps) * w_y + eps * inv_c * w_total + 2.0 * zl * lse;
+        // g_c = (a + t [c == y]) p_c - b w_c - t [c == y], with the target's part t apart.
+        r.a = eps * inv_c * w_total + 2.0 * zl * lse;
         r.b = eps * inv_c;
         r.t = (1.0 - eps) * w_y;
         r.correct = select(0.0, 1.0, s.arg == info.y);
@@ -113,10 +114,10 @@ fn ce_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
     var g: f32;
     if (TARGET_INDEX) {
         if (c == r.y) {
-            // (a - t) p + t (p - 1), with p - 1 = expm1(log p): precise when p is near 1.
-            g = (r.a - r.t) * exp_f(d) + r.t * expm1_f(d) - r.b * w;
+            // a p + t (p - 1), with p - 1 = expm1(log p): precise when p is near 1.
+            g = r.a * exp_f(d) + r.t * expm1_f(d) - r.b * w;
         } else {
-            g = r.a * exp_f(d) - r.b * w;
+            g = (r.a + r.t) * exp_f(d) - r.b * w;
         }
     } else {
         let eps = launch.options.y;

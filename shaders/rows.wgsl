@@ -47,9 +47,9 @@ struct RowResult {
     y: u32,
     m: f32,        // the row's max
     ln_s: f32,     // log Σ exp(z - m)
-    a: f32,        // coefficient of the softmax in the gradient
+    a: f32,        // coefficient of the softmax in the gradient (less the target's part)
     b: f32,        // coefficient of the weight (label smoothing)
-    t: f32,        // the target's own term
+    t: f32,        // the target's own coefficient
 }
 
 var<workgroup> wg_stats: array<RowStats, WORKGROUP_SIZE>;

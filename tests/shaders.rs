@@ -37,6 +37,50 @@ fn keys() -> Vec<(PipelineKey, Option<CustomLoss>)> {
     losses.push(ElementwiseLoss::Custom(custom.clone()));
     let mut keys = Vec::new();
     for reduce in [ReduceStrategy::SharedTree, ReduceStrategy::Subgroup] {
+        for kernel in [
+            Kernel::ClassPrepass { weight: false },
+            Kernel::ClassPrepass { weight: true },
+            Kernel::FinalSum {
+                divisor_from_status: true,
+                zero_if_empty: true,
+            },
+        ] {
+            keys.push((
+                PipelineKey {
+                    kernel,
+                    workgroup_size: 256,
+                    reduce,
+                },
+                None,
+            ));
+        }
+        for loss in [RowLoss::CrossEntropy, RowLoss::Nll] {
+            for (reduced, in_place, target_index) in [
+                (true, false, true),
+                (false, true, true),
+                (true, false, false),
+            ] {
+                let variant = RowVariant {
+                    loss,
+                    reduced,
+                    mean_by_status: reduced && target_index,
+                    target_index,
+                    weight: true,
+                    grad_output: !reduced,
+                    write_grad: true,
+                    extras: true,
+                    in_place,
+                };
+                keys.push((
+                    PipelineKey {
+                        kernel: Kernel::Rows(variant),
+                        workgroup_size: 64,
+                        reduce,
+                    },
+                    None,
+                ));
+            }
+        }
         for kernel in [Kernel::FINAL_SUM, Kernel::StreamAdd] {
             keys.push((
                 PipelineKey {
@@ -90,7 +134,7 @@ fn every_kernel_every_variant_validates() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(all.len() > 70);
+    assert!(all.len() > 80);
 }
 
 #[test]

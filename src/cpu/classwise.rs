@@ -127,7 +127,7 @@ fn cross_entropy_row(
             *g = s * tanh(v / s);
         }
     }
-    // Sums of z that the loss needs, taken before the exponentials overwrite it.
+    // Sums of z - max that the loss needs, taken before the exponentials overwrite z.
     let (max, argmax_is_target, z_y, swz, swt, swtz) = {
         let z: &[f32] = if capped { grad } else { x };
         let max = row_max(z);
@@ -135,8 +135,13 @@ fn cross_entropy_row(
             RowTarget::Index(y) => {
                 let y = y as usize;
                 let first = z.iter().position(|&v| v == max).unwrap_or(0);
+                // Σ w (z - max) (for the smoothing term): relative to the max, its terms never
+                // cancel against W · lse.
                 let swz = if eps > 0.0 {
-                    w.map_or_else(|| lane_sum(z), |w| lane_dot(w, z))
+                    match w {
+                        Some(w) => w.iter().zip(z).map(|(&w, &v)| (w * (v - max)) as f64).sum(),
+                        None => lane_sum(z) - max as f64 * c as f64,
+                    }
                 } else {
                     0.0
                 };
@@ -148,7 +153,7 @@ fn cross_entropy_row(
                 for i in 0..c {
                     let wt = w.map_or(1.0, |w| w[i]) * ((1.0 - eps) * t[i] + eps * inv_c);
                     swt += wt as f64;
-                    swtz += (wt * z[i]) as f64;
+                    swtz += (wt * (z[i] - max)) as f64;
                 }
                 (max, false, 0.0, 0.0, swt, swtz)
             }
@@ -162,7 +167,8 @@ fn cross_entropy_row(
         grad.iter_mut().zip(x).for_each(|(g, &v)| *g = exp(v - max));
     }
     let sum = lane_sum(grad);
-    let lse = max as f64 + sum.ln();
+    let ln_s = sum.ln();
+    let lse = max as f64 + ln_s;
     let w_total = w.map_or(c as f64, lane_sum);
     let zl = ce.z_loss as f64;
     // Loss, and the gradient as g_c = a p_c - b_c (before the target's own term).
@@ -170,14 +176,15 @@ fn cross_entropy_row(
         RowTarget::Index(y) => {
             let w_y = w.map_or(1.0, |w| w[y as usize]) as f64;
             let e = eps as f64;
-            let nll = w_y * (lse - z_y as f64);
-            let smooth = w_total * lse - swz;
+            // lse - z = ln_s - (z - max): sums of non-negative terms, no cancellation.
+            let nll = w_y * (ln_s - (z_y - max) as f64);
+            let smooth = w_total * ln_s - swz;
             let loss = (1.0 - e) * nll + e / c as f64 * smooth + zl * lse * lse;
             let a = (1.0 - e) * w_y + e / c as f64 * w_total + 2.0 * zl * lse;
             (loss, a, (1.0 - e) * w_y)
         }
         RowTarget::Values(_) => {
-            let loss = swt * lse - swtz + zl * lse * lse;
+            let loss = swt * ln_s - swtz + zl * lse * lse;
             (loss, swt + 2.0 * zl * lse, 0.0)
         }
         RowTarget::List(_) => unreachable!(),

@@ -1,0 +1,393 @@
+//! The GPU path of the class-dimension family against the CPU path (itself checked against
+//! PyTorch in golden.rs): shapes from 1 class to 131,072, rows past 65,535, logits past one
+//! binding, every option, the per-row outputs, in place, determinism, the bad-index flag.
+
+mod common;
+
+use common::gpu;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgloss::compare::Tolerance;
+use wgloss::{
+    cpu, BufferRange, ClassBuffers, ClassGpuLayout, ClassLoss, ClassOperands, ClassOutput,
+    ClassSpec, ClassTarget, Context, ContextOptions, Reduction, TargetKind,
+};
+
+/// Seeded class data: logits ~ N(0, 3²), index targets with ~10% ignored, probability targets.
+struct ClassData {
+    logits: Vec<f32>,
+    indices: Vec<i32>,
+    probs: Vec<f32>,
+    weight: Vec<f32>,
+    grad_output: Vec<f32>,
+}
+
+fn class_data(rows: usize, classes: usize, seed: u64) -> ClassData {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let mut normal = |s: f32| ((0..4).map(|_| r.random::<f32>()).sum::<f32>() - 2.0) * 1.7 * s;
+    let logits: Vec<f32> = (0..rows * classes).map(|_| normal(3.0)).collect();
+    let mut r = ChaCha8Rng::seed_from_u64(seed + 1);
+    let indices = (0..rows)
+        .map(|_| {
+            if r.random::<f32>() < 0.1 {
+                -100
+            } else {
+                (r.random::<f32>() * classes as f32) as i32 % classes as i32
+            }
+        })
+        .collect();
+    let mut probs: Vec<f32> = (0..rows * classes)
+        .map(|_| r.random::<f32>().powi(3))
+        .collect();
+    for row in probs.chunks_mut(classes) {
+        let s: f32 = row.iter().sum();
+        row.iter_mut().for_each(|v| *v /= s);
+    }
+    let weight = (0..classes).map(|_| 0.5 + r.random::<f32>()).collect();
+    let grad_output = (0..rows).map(|_| r.random::<f32>() - 0.3).collect();
+    ClassData {
+        logits,
+        indices,
+        probs,
+        weight,
+        grad_output,
+    }
+}
+
+fn close(what: &str, gpu: &ClassOutput, cpu: &ClassOutput) {
+    let check = |part: &str, a: &[f32], b: &[f32]| {
+        if let Err(m) = Tolerance::gpu_against_cpu(b).check(a, b) {
+            panic!("{what} {part}: {m}");
+        }
+    };
+    check("loss", gpu.value.as_slice(), cpu.value.as_slice());
+    check("grad", &gpu.grad, &cpu.grad);
+    match (&gpu.row_lse, &cpu.row_lse) {
+        (Some(a), Some(b)) => check("row_lse", a, b),
+        (None, None) => {}
+        _ => panic!("{what}: row_lse presence differs"),
+    }
+    assert_eq!(gpu.row_correct, cpu.row_correct, "{what}: row_correct");
+}
+
+fn ce(ls: f32, z_loss: f32, softcap: f32) -> ClassLoss {
+    ClassLoss::CrossEntropy {
+        ignore_index: -100,
+        label_smoothing: ls,
+        zero_when_all_ignored: false,
+        z_loss,
+        softcap,
+    }
+}
+
+/// Every GPU class loss, option variant and reduction on one shape.
+fn all_variants(ctx: &Context, rows: usize, classes: usize, seed: u64) {
+    let d = class_data(rows, classes, seed);
+    let variants: Vec<(ClassLoss, bool, bool)> = vec![
+        // (loss, probability targets, weight)
+        (ce(0.0, 0.0, 0.0), false, false),
+        (ce(0.0, 0.0, 0.0), false, true),
+        (ce(0.1, 0.0, 0.0), false, true),
+        (ce(0.0, 1e-3, 0.0), false, false),
+        (ce(0.0, 0.0, 5.0), false, false),
+        (ce(0.2, 0.05, 3.0), false, true),
+        (ce(0.0, 0.0, 0.0), true, false),
+        (ce(0.1, 1e-3, 4.0), true, true),
+        (ClassLoss::Nll { ignore_index: -100 }, false, true),
+    ];
+    for (loss, probs, weighted) in variants {
+        for reduction in [Reduction::None, Reduction::Mean, Reduction::Sum] {
+            let spec = ClassSpec::new(loss.clone()).with_reduction(reduction);
+            let target = if probs {
+                ClassTarget::Values(&d.probs)
+            } else {
+                ClassTarget::Indices(&d.indices)
+            };
+            let mut ops = ClassOperands::new(&d.logits, classes, target);
+            if weighted {
+                ops = ops.weight(&d.weight);
+            }
+            if reduction == Reduction::None {
+                ops = ops.grad_output(&d.grad_output);
+            }
+            let what =
+                format!("{loss} {reduction} probs={probs} weight={weighted} {rows}x{classes}");
+            let g = ctx
+                .compute_class(&spec, &ops)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let c = cpu::compute_class(&spec, &ops).unwrap();
+            close(&what, &g, &c);
+        }
+    }
+}
+
+#[test]
+fn every_option_matches_the_cpu_at_awkward_shapes() {
+    let Some(ctx) = gpu() else { return };
+    for (i, (rows, classes)) in [(1, 1), (3, 2), (5, 3), (17, 1000), (4, 257)]
+        .into_iter()
+        .enumerate()
+    {
+        all_variants(&ctx, rows, classes, 40 + i as u64);
+    }
+}
+
+#[test]
+fn vocabularies_of_50257_and_131072_classes() {
+    let Some(ctx) = gpu() else { return };
+    for (i, classes) in [50_257, 131_072].into_iter().enumerate() {
+        let d = class_data(3, classes, 7 + i as u64);
+        for (loss, probs) in [
+            (ce(0.1, 1e-4, 0.0), false),
+            (ce(0.0, 0.0, 30.0), false),
+            (ce(0.0, 0.0, 0.0), true),
+        ] {
+            let spec = ClassSpec::new(loss.clone());
+            let target = if probs {
+                ClassTarget::Values(&d.probs)
+            } else {
+                ClassTarget::Indices(&d.indices)
+            };
+            let ops = ClassOperands::new(&d.logits, classes, target).weight(&d.weight);
+            close(
+                &format!("{loss} 3x{classes}"),
+                &ctx.compute_class(&spec, &ops).unwrap(),
+                &cpu::compute_class(&spec, &ops).unwrap(),
+            );
+        }
+    }
+}
+
+#[test]
+fn more_than_65535_rows_use_a_2d_grid() {
+    let Some(_) = gpu() else { return };
+    let ctx = Context::with_options(ContextOptions {
+        max_workgroups: Some(1 << 20),
+        ..Default::default()
+    })
+    .unwrap();
+    let (rows, classes) = (70_001usize, 3usize);
+    let plan = ctx
+        .prepare_class(
+            &ClassSpec::new(ce(0.0, 0.0, 0.0)),
+            ClassGpuLayout::new(rows as u64, classes as u32, TargetKind::ClassIndex),
+        )
+        .unwrap();
+    assert_eq!(
+        plan.workgroups(),
+        vec![70_002],
+        "a 2-D grid of 35,001 x 2 workgroups"
+    );
+    let d = class_data(rows, classes, 3);
+    for reduction in [Reduction::None, Reduction::Mean] {
+        let spec = ClassSpec::new(ce(0.1, 0.0, 0.0)).with_reduction(reduction);
+        let ops = ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.indices));
+        close(
+            &format!("{rows} rows {reduction}"),
+            &ctx.compute_class(&spec, &ops).unwrap(),
+            &cpu::compute_class(&spec, &ops).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn logits_past_one_binding_are_split_by_rows() {
+    let Some(_) = gpu() else { return };
+    // 256 KiB bindings: chunks start at multiples of 64 rows (offset alignment), and 64 rows
+    // of 1,000 classes are 256,000 bytes: one group of 64 rows per chunk.
+    let ctx = Context::with_options(ContextOptions {
+        max_binding_bytes: Some(1 << 18),
+        ..Default::default()
+    })
+    .unwrap();
+    let (rows, classes) = (300usize, 1000usize);
+    let plan = ctx
+        .prepare_class(
+            &ClassSpec::new(ce(0.0, 0.0, 0.0)),
+            ClassGpuLayout::new(rows as u64, classes as u32, TargetKind::ClassIndex),
+        )
+        .unwrap();
+    assert_eq!(plan.chunks(), 5, "64 rows a chunk (256 KB), 300 rows");
+    assert_eq!(plan.dispatches(), 1 + 5 + 1);
+    all_variants(&ctx, rows, classes, 77);
+}
+
+/// Runs cross-entropy through the engine API; in place or not.
+fn engine_run(
+    ctx: &Context,
+    spec: &ClassSpec,
+    d: &ClassData,
+    rows: usize,
+    classes: usize,
+    in_place: bool,
+) -> (Vec<f32>, f32) {
+    use wgpu::util::DeviceExt;
+    let dev = ctx.device();
+    let buf = |data: &[u8], extra| {
+        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: data,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | extra,
+        })
+    };
+    let logits = buf(bytemuck::cast_slice(&d.logits), wgpu::BufferUsages::empty());
+    let targets = buf(
+        bytemuck::cast_slice(&d.indices),
+        wgpu::BufferUsages::empty(),
+    );
+    let grad = buf(&vec![0u8; rows * classes * 4], wgpu::BufferUsages::empty());
+    let loss = buf(&[0u8; 4], wgpu::BufferUsages::empty());
+    let mut layout = ClassGpuLayout::new(rows as u64, classes as u32, TargetKind::ClassIndex);
+    if in_place {
+        layout = layout.in_place();
+    }
+    let plan = ctx.prepare_class(spec, layout).unwrap();
+    let bound = plan
+        .bind(&ClassBuffers {
+            input: BufferRange::from(&logits),
+            target: BufferRange::from(&targets),
+            weight: None,
+            grad_output: None,
+            grad_input: (!in_place).then(|| BufferRange::from(&grad)),
+            loss: BufferRange::from(&loss),
+            row_extras: None,
+        })
+        .unwrap();
+    let mut enc = dev.create_command_encoder(&Default::default());
+    bound.record(&mut enc);
+    ctx.queue().submit([enc.finish()]);
+    let g = ctx
+        .read_f32(if in_place { &logits } else { &grad }, 0, rows * classes)
+        .unwrap();
+    (g, ctx.read_f32(&loss, 0, 1).unwrap()[0])
+}
+
+#[test]
+fn the_in_place_gradient_is_the_out_of_place_one_bit_for_bit() {
+    let Some(ctx) = gpu() else { return };
+    let (rows, classes) = (37, 2049);
+    let d = class_data(rows, classes, 5);
+    for spec in [
+        ClassSpec::new(ce(0.1, 1e-3, 0.0)),
+        ClassSpec::new(ce(0.0, 0.0, 10.0)).with_reduction(Reduction::Sum),
+    ] {
+        let (out_of_place, l1) = engine_run(&ctx, &spec, &d, rows, classes, false);
+        let (in_place, l2) = engine_run(&ctx, &spec, &d, rows, classes, true);
+        assert_eq!(l1.to_bits(), l2.to_bits());
+        assert!(
+            out_of_place
+                .iter()
+                .zip(&in_place)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{spec:?}"
+        );
+        let cpu = cpu::compute_class(
+            &spec,
+            &ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.indices)),
+        )
+        .unwrap();
+        Tolerance::gpu_against_cpu(&cpu.grad)
+            .check(&in_place, &cpu.grad)
+            .unwrap();
+    }
+}
+
+#[test]
+fn twenty_repeats_give_the_same_bits() {
+    let Some(ctx) = gpu() else { return };
+    let (rows, classes) = (64, 3000);
+    let d = class_data(rows, classes, 9);
+    let spec = ClassSpec::new(ce(0.1, 1e-3, 0.0));
+    let ops =
+        ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.indices)).weight(&d.weight);
+    let first = ctx.compute_class(&spec, &ops).unwrap();
+    for _ in 1..20 {
+        let again = ctx.compute_class(&spec, &ops).unwrap();
+        assert_eq!(
+            again.value.scalar().unwrap().to_bits(),
+            first.value.scalar().unwrap().to_bits()
+        );
+        assert!(again
+            .grad
+            .iter()
+            .zip(&first.grad)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+#[test]
+fn an_out_of_range_class_index_raises_the_gpu_flag_naming_row_and_value() {
+    let Some(ctx) = gpu() else { return };
+    let (rows, classes) = (10, 4);
+    let mut d = class_data(rows, classes, 1);
+    d.indices[6] = 7;
+    d.indices[8] = -3;
+    // The convenience API checks before launch.
+    let spec = ClassSpec::new(ce(0.0, 0.0, 0.0));
+    let ops = ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.indices));
+    let e = ctx.compute_class(&spec, &ops).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            wgloss::Error::ClassIndex {
+                row: 6,
+                value: 7,
+                classes: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "cross_entropy: target of row 6 is class 7, outside [0, 4)"
+    );
+    // The engine level: the kernel raises the flag, the engine reads it when it wants.
+    use wgpu::util::DeviceExt;
+    let dev = ctx.device();
+    let init = |data: &[u8]| {
+        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: data,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+    };
+    let (logits, targets) = (
+        init(bytemuck::cast_slice(&d.logits)),
+        init(bytemuck::cast_slice(&d.indices)),
+    );
+    let (grad, loss) = (init(&vec![0u8; rows * classes * 4]), init(&[0u8; 4]));
+    let plan = ctx
+        .prepare_class(
+            &spec,
+            ClassGpuLayout::new(rows as u64, classes as u32, TargetKind::ClassIndex),
+        )
+        .unwrap();
+    let bound = plan
+        .bind(&ClassBuffers {
+            input: BufferRange::from(&logits),
+            target: BufferRange::from(&targets),
+            weight: None,
+            grad_output: None,
+            grad_input: Some(BufferRange::from(&grad)),
+            loss: BufferRange::from(&loss),
+            row_extras: None,
+        })
+        .unwrap();
+    let mut enc = dev.create_command_encoder(&Default::default());
+    bound.record(&mut enc);
+    ctx.queue().submit([enc.finish()]);
+    let status: Vec<u32> = ctx
+        .read_f32(plan.status_buffer(), 0, 4)
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    assert_eq!(
+        (status[1], status[2] as i32),
+        (6, 7),
+        "first bad row and its class"
+    );
+    // The bad rows count as ignored: the loss is finite.
+    assert!(ctx.read_f32(&loss, 0, 1).unwrap()[0].is_finite());
+}
