@@ -54,21 +54,32 @@ fn lane_sum(values: &[f32]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-fn lane_dot(a: &[f32], b: &[f32]) -> f64 {
+/// `Σ w (z - shift)` (`w` = 1 when absent), in lanes.
+fn lane_sum_shifted(w: Option<&[f32]>, z: &[f32], shift: f32) -> f64 {
     let mut acc = [0.0f64; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..LANES {
-            acc[l] += (x[l] * y[l]) as f64;
+    let mut tail = 0.0f64;
+    match w {
+        Some(w) => {
+            let (mut cw, mut cz) = (w.chunks_exact(LANES), z.chunks_exact(LANES));
+            for (a, b) in (&mut cw).zip(&mut cz) {
+                for l in 0..LANES {
+                    acc[l] += (a[l] * (b[l] - shift)) as f64;
+                }
+            }
+            for (&a, &b) in cw.remainder().iter().zip(cz.remainder()) {
+                tail += (a * (b - shift)) as f64;
+            }
+        }
+        None => {
+            let mut cz = z.chunks_exact(LANES);
+            for b in &mut cz {
+                for l in 0..LANES {
+                    acc[l] += (b[l] - shift) as f64;
+                }
+            }
+            tail = cz.remainder().iter().map(|&b| (b - shift) as f64).sum();
         }
     }
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(&x, &y)| (x * y) as f64)
-        .sum();
     acc.iter().sum::<f64>() + tail
 }
 
@@ -138,10 +149,7 @@ fn cross_entropy_row(
                 // Σ w (z - max) (for the smoothing term): relative to the max, its terms never
                 // cancel against W · lse.
                 let swz = if eps > 0.0 {
-                    match w {
-                        Some(w) => w.iter().zip(z).map(|(&w, &v)| (w * (v - max)) as f64).sum(),
-                        None => lane_sum(z) - max as f64 * c as f64,
-                    }
+                    lane_sum_shifted(w, z, max)
                 } else {
                     0.0
                 };
