@@ -3,7 +3,7 @@
 //! once composed), for every pipeline key variant, plus the files that stand alone.
 
 use wgloss::gpu::pipelines::{
-    compose, sources, ElementwiseVariant, Kernel, PipelineKey, ReduceStrategy,
+    compose, sources, ElementwiseVariant, Kernel, PipelineKey, ReduceStrategy, RowLoss, RowVariant,
 };
 use wgloss::{AuxInput, CustomLoss, ElementwiseLoss, ElementwiseSpec};
 
