@@ -77,7 +77,7 @@ fn ce_row_finish(s: CeStats, info: RowInfo, base: u32) -> RowResult {
     let inv_c = 1.0 / f32(launch.cols);
     let ln_s = ln_1p_f(s.rest);
     let lse = s.m + ln_s;
-    var r = RowResult(0.0, 0.0, 0.0, info.live, info.y, s.m, ln_s, 0.0, 0.0, 0.0);
+    var r = RowResult(0.0, 0.0, 0.0, info.live, info.y, 0u, info.row, info.base, s.m, ln_s, 0.0, 0.0, 0.0);
     if (info.live == 0u) {
         return r; // an ignored row: no loss, no gradient, lse 0 (as the CPU path)
     }
@@ -88,7 +88,7 @@ fn ce_row_finish(s: CeStats, info: RowInfo, base: u32) -> RowResult {
             w_total = s.sw;
         }
         let w_y = class_weight(info.y);
-        let z_y = ce_cap(load_logit(base + info.y));
+        let z_y = ce_cap(info.xy);
         // lse - z_y written as ln_s - (z_y - m): no cancellation at large logits.
         let nll = w_y * (ln_s - (z_y - s.m));
         r.loss = (1.0 - eps) * nll + eps * inv_c * (w_total * lse - s.swz) + zl * lse * lse;
@@ -150,10 +150,10 @@ fn nll_stats_combine(a: NllStats, b: NllStats) -> NllStats {
 }
 
 fn nll_row_finish(s: NllStats, info: RowInfo, base: u32) -> RowResult {
-    var r = RowResult(0.0, 0.0, 0.0, info.live, info.y, 0.0, 0.0, 0.0, 0.0, 0.0);
+    var r = RowResult(0.0, 0.0, 0.0, info.live, info.y, 0u, info.row, info.base, info.xy, 0.0, 0.0, 0.0, 0.0);
     if (info.live == 1u) {
         let w_y = class_weight(info.y);
-        r.loss = -w_y * load_logit(base + info.y);
+        r.loss = -w_y * info.xy;
         r.t = w_y;
     }
     return r;
@@ -161,4 +161,217 @@ fn nll_row_finish(s: NllStats, info: RowInfo, base: u32) -> RowResult {
 
 fn nll_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
     return select(0.0, -r.t, r.live == 1u && c == r.y);
+}
+
+// Losses whose `none` is per row have no per-element loss.
+fn no_elem_loss(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
+    return 0.0;
+}
+
+// ---- kl_div: t (log t - x), or exp(t) (t - x) with log_target; options.x = log_target ----
+
+struct SumStats {
+    total: f32,
+}
+
+fn sum_stats_empty() -> SumStats {
+    return SumStats(0.0);
+}
+
+fn sum_stats_combine(a: SumStats, b: SumStats) -> SumStats {
+    return SumStats(a.total + b.total);
+}
+
+fn kl_term(x: f32, t: f32) -> f32 {
+    if (launch.options.x != 0.0) {
+        return exp_f(t) * (t - x);
+    }
+    // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0; a negative target is NaN.
+    let xlogy = select(t * ln_f(t), 0.0, t == 0.0);
+    return xlogy - t * x;
+}
+
+fn kl_stats_add(s: SumStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> SumStats {
+    return SumStats(s.total + kl_term(x, t));
+}
+
+fn kl_row_finish(s: SumStats, info: RowInfo, base: u32) -> RowResult {
+    return RowResult(s.total, 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0);
+}
+
+fn kl_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
+    return select(-t, -exp_f(t), launch.options.x != 0.0);
+}
+
+fn kl_elem_loss(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
+    return kl_term(x, t);
+}
+
+// ---- multi_margin and multiclass_svm: Σ_{j≠y} max(0, margin - x_y + x_j)^p, times w_y / C
+// (multi_margin) or 1 (multiclass_svm). options = (unused, margin, p, 1 to divide by C) ----
+
+struct MarginStats {
+    total: f32,   // Σ h^p
+    slope: f32,   // Σ d(h^p)/dh: the target's gradient is its negative
+}
+
+fn margin_h(x: f32, xy: f32) -> vec2<f32> {
+    let h = launch.options.y - xy + x;
+    if (!(h > 0.0)) {
+        return vec2<f32>(0.0, 0.0);
+    }
+    if (launch.options.z == 2.0) {
+        return vec2<f32>(h * h, 2.0 * h);
+    }
+    return vec2<f32>(h, 1.0);
+}
+
+fn margin_stats_empty() -> MarginStats {
+    return MarginStats(0.0, 0.0);
+}
+
+fn margin_stats_add(s: MarginStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> MarginStats {
+    if (c == info.y) {
+        return s;
+    }
+    let v = margin_h(x, info.xy);
+    return MarginStats(s.total + v.x, s.slope + v.y);
+}
+
+fn margin_stats_combine(a: MarginStats, b: MarginStats) -> MarginStats {
+    return MarginStats(a.total + b.total, a.slope + b.slope);
+}
+
+fn margin_row_finish(s: MarginStats, info: RowInfo, base: u32) -> RowResult {
+    var k = 1.0;
+    if (launch.options.w != 0.0) {
+        k = class_weight(info.y) / f32(launch.cols);
+    }
+    // a: the factor of each j's slope; t: the target's gradient, negated.
+    return RowResult(k * s.total, 0.0, 0.0, 1u, info.y, 0u, info.row, info.base, info.xy, 0.0, k, 0.0, k * s.slope);
+}
+
+fn margin_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
+    if (c == r.y) {
+        return -r.t;
+    }
+    return r.a * margin_h(x, r.m).y;
+}
+
+// ---- multiclass_hinge (Crammer–Singer): max(0, margin + max_{j≠y} x_j - x_y);
+// options.y = margin ----
+
+struct RunnerUpStats {
+    best: f32,
+    j: u32,       // the first index of the best (u32 max: none)
+}
+
+fn hinge_stats_empty() -> RunnerUpStats {
+    return RunnerUpStats(NEG_BIG, 0xffffffffu);
+}
+
+fn hinge_stats_add(s: RunnerUpStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> RunnerUpStats {
+    if (c == info.y || !(x > s.best || s.j == 0xffffffffu)) {
+        return s;
+    }
+    return RunnerUpStats(x, c);
+}
+
+fn hinge_stats_combine(a: RunnerUpStats, b: RunnerUpStats) -> RunnerUpStats {
+    if (b.j == 0xffffffffu) {
+        return a;
+    }
+    if (a.j == 0xffffffffu || b.best > a.best || (b.best == a.best && b.j < a.j)) {
+        return b;
+    }
+    return a;
+}
+
+fn hinge_row_finish(s: RunnerUpStats, info: RowInfo, base: u32) -> RowResult {
+    let h = launch.options.y + s.best - info.xy;
+    let on = s.j != 0xffffffffu && h > 0.0;
+    return RowResult(select(0.0, h, on), 0.0, 0.0, select(0u, 1u, on), info.y, s.j, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0);
+}
+
+fn hinge_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
+    if (r.live == 0u) {
+        return 0.0;
+    }
+    return select(0.0, 1.0, c == r.j) - select(0.0, 1.0, c == r.y);
+}
+
+// ---- multilabel_soft_margin: Σ_c w_c bce_with_logits(x_c, t_c) / C ------------------------
+
+fn bce_logits_term(x: f32, t: f32) -> vec2<f32> {
+    // t softplus(-x) + (1 - t) softplus(x), and its derivative σ(x) - t.
+    let q = exp_neg_parts(abs(x));
+    let pos = x >= 0.0;
+    let sig = select(q.e * q.r, q.r, pos);
+    let value = t * (relu_f(-x) + q.l) + (1.0 - t) * (relu_f(x) + q.l);
+    return vec2<f32>(value, sig - t);
+}
+
+fn soft_stats_add(s: SumStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> SumStats {
+    return SumStats(s.total + w * bce_logits_term(x, t).x);
+}
+
+fn soft_row_finish(s: SumStats, info: RowInfo, base: u32) -> RowResult {
+    return RowResult(s.total / f32(launch.cols), 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0);
+}
+
+fn soft_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
+    return w * bce_logits_term(x, t).y / f32(launch.cols);
+}
+
+// ---- multilabel_margin: Σ_{j∈T} Σ_{i∉T} max(0, 1 - (x_j - x_i)) / C, T the row's leading
+// non-negative target indices. O(C · |T|) per row. ----
+
+fn mlm_pairs(row: u32, base: u32, i: u32, x_i: f32) -> f32 {
+    // Σ_{j∈T} max(0, 1 - x_j + x_i) for a class i not in T.
+    var total = 0.0;
+    for (var k = 0u; k < launch.cols; k = k + 1u) {
+        let v = bitcast<i32>(targets[row * launch.cols + k]);
+        if (v < 0) {
+            break;
+        }
+        total = total + relu_f(1.0 - load_logit(base + u32(v)) + x_i);
+    }
+    return total;
+}
+
+fn mlm_stats_add(s: SumStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> SumStats {
+    if (in_target_list(info.row, c)) {
+        return s;
+    }
+    return SumStats(s.total + mlm_pairs(info.row, info.base, c, x));
+}
+
+fn mlm_row_finish(s: SumStats, info: RowInfo, base: u32) -> RowResult {
+    return RowResult(s.total / f32(launch.cols), 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0);
+}
+
+fn mlm_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
+    let inv_c = 1.0 / f32(launch.cols);
+    if (in_target_list(r.row, c)) {
+        // -Σ_{i∉T} [1 - x_c + x_i > 0] / C
+        var n = 0.0;
+        for (var i = 0u; i < launch.cols; i = i + 1u) {
+            if (!in_target_list(r.row, i) && 1.0 - x + load_logit(r.base + i) > 0.0) {
+                n = n + 1.0;
+            }
+        }
+        return -n * inv_c;
+    }
+    // Σ_{j∈T} [1 - x_j + x_c > 0] / C
+    var n = 0.0;
+    for (var k = 0u; k < launch.cols; k = k + 1u) {
+        let v = bitcast<i32>(targets[r.row * launch.cols + k]);
+        if (v < 0) {
+            break;
+        }
+        if (1.0 - load_logit(r.base + u32(v)) + x > 0.0) {
+            n = n + 1.0;
+        }
+    }
+    return n * inv_c;
 }

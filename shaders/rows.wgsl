@@ -10,6 +10,7 @@
 //     stats_combine(a: RowStats, b: RowStats) -> RowStats
 //     row_finish(s: RowStats, info: RowInfo, base: u32) -> RowResult
 //     elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32
+//     elem_loss(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32   (per-element `none`)
 // Composed after reduce_*.wgsl, launch.wgsl, math.wgsl and one of row_io_*.wgsl (which
 // declares the logits and the gradient and defines load_logit/store_grad).
 //
@@ -19,6 +20,8 @@
 override REDUCED: bool = true;
 override MEAN_BY_STATUS: bool = false;   // mean divides by the pre-pass's summed weight
 override TARGET_INDEX: bool = true;      // class-index targets, else one value per class
+override TARGET_LIST: bool = false;      // -1-terminated class indices per row (i32 [rows, C])
+override PER_ELEMENT: bool = false;      // `none` keeps one loss per element (kl_div)
 override HAS_WEIGHT: bool = false;
 override HAS_GRAD_OUTPUT: bool = false;
 override WRITE_GRAD: bool = true;
@@ -35,7 +38,10 @@ override WRITE_EXTRAS: bool = false;     // per-row log-sum-exp and argmax == ta
 // A row's target as the template sees it.
 struct RowInfo {
     y: u32,        // the class index (index targets)
-    live: u32,   // 0 for an ignored row (or an index out of range, which the pre-pass reports)
+    live: u32,     // 0 for an ignored row (or an index out of range, which the pre-pass reports)
+    row: u32,
+    base: u32,     // index of the row's first element
+    xy: f32,       // the target's input value (index targets), read once for every thread
 }
 
 // What a loss concludes from a row's statistics; the fields mean what the loss says.
@@ -45,7 +51,10 @@ struct RowResult {
     correct: f32,
     live: u32,
     y: u32,
-    m: f32,        // the row's max
+    j: u32,        // another class the loss singles out (multiclass_hinge's runner-up)
+    row: u32,
+    base: u32,
+    m: f32,        // the row's max (or the target's input value)
     ln_s: f32,     // log Σ exp(z - m)
     a: f32,        // coefficient of the softmax in the gradient (less the target's part)
     b: f32,        // coefficient of the weight (label smoothing)
@@ -67,19 +76,39 @@ fn class_weight(c: u32) -> f32 {
 }
 
 fn row_info(row: u32) -> RowInfo {
+    let base = row * launch.cols;
     if (!TARGET_INDEX) {
-        return RowInfo(0u, 1u);
+        return RowInfo(0u, 1u, row, base, 0.0);
     }
     let y = bitcast<i32>(targets[row]);
     let valid = y != i32(launch.options.x) && y >= 0 && u32(y) < launch.cols;
-    return RowInfo(select(0u, u32(y), valid), select(0u, 1u, valid));
+    let yc = select(0u, u32(y), valid);
+    return RowInfo(yc, select(0u, 1u, valid), row, base, load_logit(base + yc));
 }
 
+// The target of class c: the value (per-class targets), or the raw i32 (index lists).
 fn target_value(row: u32, c: u32) -> f32 {
     if (TARGET_INDEX) {
         return 0.0;
     }
+    if (TARGET_LIST) {
+        return f32(bitcast<i32>(targets[row * launch.cols + c]));
+    }
     return bitcast<f32>(targets[row * launch.cols + c]);
+}
+
+// Whether class c is in the row's target list (the leading non-negative entries).
+fn in_target_list(row: u32, c: u32) -> bool {
+    for (var k = 0u; k < launch.cols; k = k + 1u) {
+        let v = bitcast<i32>(targets[row * launch.cols + k]);
+        if (v < 0) {
+            return false;
+        }
+        if (u32(v) == c) {
+            return true;
+        }
+    }
+    return false;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -118,20 +147,31 @@ fn rows_main(
         }
         workgroupBarrier();
         let r = wg_result;
-        if (WRITE_GRAD) {
+        if (WRITE_GRAD || (PER_ELEMENT && !REDUCED)) {
             var row_scale = scale;
-            if (HAS_GRAD_OUTPUT) {
+            if (HAS_GRAD_OUTPUT && !PER_ELEMENT) {
                 row_scale = row_grad_outputs[row];
             }
             for (var c = lid; c < classes; c = c + WORKGROUP_SIZE) {
-                let g = elem_grad(r, c, load_logit(base + c), target_value(row, c), class_weight(c));
-                store_grad(base + c, g * row_scale);
+                let x = load_logit(base + c);
+                let t = target_value(row, c);
+                let w = class_weight(c);
+                if (PER_ELEMENT && !REDUCED) {
+                    row_outputs[base + c] = elem_loss(r, c, x, t, w);
+                }
+                if (WRITE_GRAD) {
+                    var s = row_scale;
+                    if (HAS_GRAD_OUTPUT && PER_ELEMENT) {
+                        s = row_grad_outputs[base + c];
+                    }
+                    store_grad(base + c, elem_grad(r, c, x, t, w) * s);
+                }
             }
         }
         if (lid == 0u) {
             if (REDUCED) {
                 acc = acc + r.loss;
-            } else {
+            } else if (!PER_ELEMENT) {
                 row_outputs[row] = r.loss;
             }
             if (WRITE_EXTRAS) {

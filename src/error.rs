@@ -163,10 +163,6 @@ pub enum Error {
     #[error("shader `{label}` is invalid:\n{message}")]
     Shader { label: String, message: String },
 
-    /// The loss has no GPU kernel yet (its CPU path exists).
-    #[error("{loss} has no GPU kernel yet; use wgloss::cpu::compute_class")]
-    NotOnGpu { loss: &'static str },
-
     /// The device reported a validation error while building or running the named work.
     #[error("GPU validation error in `{label}`: {message}")]
     Gpu { label: String, message: String },

@@ -54,7 +54,15 @@ fn keys() -> Vec<(PipelineKey, Option<CustomLoss>)> {
                 None,
             ));
         }
-        for loss in [RowLoss::CrossEntropy, RowLoss::Nll] {
+        for loss in [
+            RowLoss::CrossEntropy,
+            RowLoss::Nll,
+            RowLoss::KlDiv,
+            RowLoss::Margin,
+            RowLoss::MulticlassHinge,
+            RowLoss::MultilabelSoftMargin,
+            RowLoss::MultilabelMargin,
+        ] {
             for (reduced, in_place, target_index) in [
                 (true, false, true),
                 (false, true, true),
@@ -65,6 +73,8 @@ fn keys() -> Vec<(PipelineKey, Option<CustomLoss>)> {
                     reduced,
                     mean_by_status: reduced && target_index,
                     target_index,
+                    target_list: loss == RowLoss::MultilabelMargin,
+                    per_element: loss == RowLoss::KlDiv,
                     weight: true,
                     grad_output: !reduced,
                     write_grad: true,
@@ -134,7 +144,7 @@ fn every_kernel_every_variant_validates() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(all.len() > 80);
+    assert!(all.len() > 100);
 }
 
 #[test]

@@ -329,7 +329,7 @@ fn margin_row(
     let c = x.len();
     let w_y = w.map_or(1.0, |w| w[y]);
     let k = if divide { w_y / c as f32 } else { w_y };
-    let (mut total, mut grad_y) = (0.0f64, 0.0f32);
+    let (mut total, mut slope) = (0.0f64, 0.0f64);
     for j in 0..c {
         if j == y {
             continue;
@@ -346,9 +346,9 @@ fn margin_row(
         };
         total += v as f64;
         grad[j] = k * d * scale;
-        grad_y -= k * d;
+        slope += d as f64;
     }
-    grad[y] = grad_y * scale;
+    grad[y] = (-(k as f64) * slope) as f32 * scale;
     RowOut {
         loss: k as f64 * total,
         ..Default::default()

@@ -137,12 +137,37 @@ impl std::fmt::Debug for ClassPlan {
     }
 }
 
-/// The GPU identity of a class loss, or the error saying it has no kernel yet.
-fn row_loss(loss: &ClassLoss) -> Result<RowLoss> {
+/// The GPU identity of a class loss.
+fn row_loss(loss: &ClassLoss) -> RowLoss {
     match loss {
-        ClassLoss::CrossEntropy { .. } => Ok(RowLoss::CrossEntropy),
-        ClassLoss::Nll { .. } => Ok(RowLoss::Nll),
-        other => Err(Error::NotOnGpu { loss: other.name() }),
+        ClassLoss::CrossEntropy { .. } => RowLoss::CrossEntropy,
+        ClassLoss::Nll { .. } => RowLoss::Nll,
+        ClassLoss::KlDiv { .. } => RowLoss::KlDiv,
+        ClassLoss::MultiMargin { .. } | ClassLoss::MulticlassSvm { .. } => RowLoss::Margin,
+        ClassLoss::MulticlassHinge { .. } => RowLoss::MulticlassHinge,
+        ClassLoss::MultilabelSoftMargin => RowLoss::MultilabelSoftMargin,
+        ClassLoss::MultilabelMargin => RowLoss::MultilabelMargin,
+    }
+}
+
+/// The loss's option values as `launch.options`; `.x` is the ignored class index (a value
+/// no class has where the loss ignores none).
+fn row_options(loss: &ClassLoss) -> [f32; 4] {
+    const NO_CLASS: f32 = i32::MIN as f32;
+    match *loss {
+        ClassLoss::CrossEntropy {
+            ignore_index,
+            label_smoothing,
+            z_loss,
+            softcap,
+            ..
+        } => [ignore_index as f32, label_smoothing, z_loss, softcap],
+        ClassLoss::Nll { ignore_index } => [ignore_index as f32, 0.0, 0.0, 0.0],
+        ClassLoss::KlDiv { log_target } => [if log_target { 1.0 } else { 0.0 }, 0.0, 0.0, 0.0],
+        ClassLoss::MultiMargin { p, margin } => [NO_CLASS, margin, p as f32, 1.0],
+        ClassLoss::MulticlassSvm { margin } => [NO_CLASS, margin, 1.0, 0.0],
+        ClassLoss::MulticlassHinge { margin } => [NO_CLASS, margin, 0.0, 0.0],
+        ClassLoss::MultilabelSoftMargin | ClassLoss::MultilabelMargin => [NO_CLASS, 0.0, 0.0, 0.0],
     }
 }
 
@@ -150,13 +175,13 @@ impl Context {
     /// Prepares a class-dimension loss for `layout`'s shape and operands.
     ///
     /// # Errors
-    /// Invalid options or layout; [`Error::NotOnGpu`] for a loss without a GPU kernel yet;
-    /// [`Error::Limit`] when one row does not fit a storage binding.
+    /// Invalid options or layout; [`Error::Limit`] when a group of rows does not fit a
+    /// storage binding.
     pub fn prepare_class(&self, spec: &ClassSpec, layout: ClassGpuLayout) -> Result<ClassPlan> {
         spec.validate()?;
         self.check_lost()?;
         let loss = spec.loss.name();
-        let gpu_loss = row_loss(&spec.loss)?;
+        let gpu_loss = row_loss(&spec.loss);
         let (rows, c) = (layout.rows, layout.classes as u64);
         if rows == 0 || c == 0 {
             return Err(Error::EmptyInput { loss });
@@ -168,6 +193,7 @@ impl Context {
                 TargetKind::ClassIndex | TargetKind::PerClassValue,
             ) => {}
             (l, t) if l.target_kind() == t => {}
+            (_, TargetKind::PerClassValue) if false => {}
             (l, _) => {
                 return Err(Error::Shape {
                     loss,
@@ -238,12 +264,18 @@ impl Context {
         }
         let total_partials = partial_base;
         let reduced = spec.reduction.is_reduced();
-        let mean_by_status = index && spec.reduction == Reduction::Mean;
+        // Cross-entropy and nll divide their mean by the summed weight of the rows not
+        // ignored (the pre-pass's); the other index-target losses by the rows.
+        let mean_by_status =
+            index && spec.reduction == Reduction::Mean && spec.loss.ignore_index().is_some();
+        let per_element = spec.loss.per_element();
         let variant = RowVariant {
             loss: gpu_loss,
             reduced,
             mean_by_status,
             target_index: index,
+            target_list: layout.target == TargetKind::IndexList,
+            per_element,
             weight: layout.weight,
             grad_output: layout.grad_output,
             write_grad: layout.write_grad,
@@ -297,18 +329,11 @@ impl Context {
         } else {
             None
         };
-        let options = match spec.loss {
-            ClassLoss::CrossEntropy {
-                ignore_index,
-                label_smoothing,
-                z_loss,
-                softcap,
-                ..
-            } => [ignore_index as f32, label_smoothing, z_loss, softcap],
-            ClassLoss::Nll { ignore_index } => [ignore_index as f32, 0.0, 0.0, 0.0],
-            _ => [0.0; 4],
-        };
+        let options = row_options(&spec.loss);
+        // mean: rows (elements for kl_div); batchmean: rows. (Index-target cross-entropy and
+        // nll take theirs from the pre-pass instead.)
         let divisor = match spec.reduction {
+            Reduction::Mean if per_element => (rows * c) as f32,
             Reduction::Mean | Reduction::BatchMean => rows as f32,
             _ => 1.0,
         };
@@ -428,12 +453,22 @@ impl ClassPlan {
         &self.status
     }
 
-    /// Values the `loss` buffer receives: 1 for mean/sum, `rows` for none.
+    /// Values the `loss` buffer receives: 1 for mean/sum, `rows` for none (`rows × classes`
+    /// for `kl_div`).
     pub fn loss_len(&self) -> u64 {
         if self.spec.reduction.is_reduced() {
             1
         } else {
-            self.layout.rows
+            self.layout.rows * self.per_row_terms()
+        }
+    }
+
+    /// Loss terms per row for `none` and `grad_output`: 1, or `classes` for `kl_div`.
+    fn per_row_terms(&self) -> u64 {
+        if self.spec.loss.per_element() {
+            self.layout.classes as u64
+        } else {
+            1
         }
     }
 
@@ -463,11 +498,12 @@ impl ClassPlan {
         bufs.target
             .check(Operand::Target, rows * target_row_bytes, align)?;
         expect(Operand::Weight, bufs.weight, l.weight, c * F32)?;
+        let terms = self.per_row_terms();
         expect(
             Operand::GradOutput,
             bufs.grad_output,
             l.grad_output,
-            rows * F32,
+            rows * terms * F32,
         )?;
         expect(
             Operand::GradInput,
@@ -483,8 +519,8 @@ impl ClassPlan {
                 },
                 e => e,
             })?;
-        bufs.loss
-            .check(Operand::Loss, if reduced { F32 } else { rows * F32 }, align)?;
+        let loss_bytes = if reduced { F32 } else { rows * terms * F32 };
+        bufs.loss.check(Operand::Loss, loss_bytes, align)?;
         let inputs = [
             (Operand::Input, Some(bufs.input)),
             (Operand::Target, Some(bufs.target)),
@@ -524,7 +560,7 @@ impl ClassPlan {
                 let (r0, n) = (ch.start, ch.rows);
                 let out = match &self.partials {
                     Some(p) => p.as_entire_binding(),
-                    None => bufs.loss.binding(r0 * F32, n * F32),
+                    None => bufs.loss.binding(r0 * terms * F32, n * terms * F32),
                 };
                 let entries = [
                     self.uniforms.binding(i),
@@ -532,7 +568,7 @@ impl ClassPlan {
                     bufs.target
                         .binding(r0 * target_row_bytes, n * target_row_bytes),
                     read_or(bufs.weight, 0, c * F32),
-                    read_or(bufs.grad_output, r0 * F32, n * F32),
+                    read_or(bufs.grad_output, r0 * terms * F32, n * terms * F32),
                     write_or(bufs.grad_input, r0 * c * F32, n * c * F32, 0),
                     out,
                     write_or(bufs.row_extras, r0 * 2 * F32, n * 2 * F32, 1),
@@ -672,8 +708,8 @@ impl Context {
     /// Computes a class-dimension loss and its gradient on the GPU, blocking until done.
     ///
     /// # Errors
-    /// Bad shapes, options or class indices (checked before launch); [`Error::NotOnGpu`] for
-    /// a loss without a GPU kernel yet; GPU errors naming the loss.
+    /// Bad shapes, options or class indices (checked before launch); GPU errors naming the
+    /// loss.
     pub fn compute_class(&self, spec: &ClassSpec, ops: &ClassOperands) -> Result<ClassOutput> {
         let host = ops.validate(spec)?;
         let (rows, c) = (host.rows, host.classes);

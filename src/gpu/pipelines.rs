@@ -65,19 +65,87 @@ pub struct ElementwiseVariant {
     pub write_grad_aux: bool,
 }
 
-/// The option-free identity of a class-dimension loss on the GPU.
+/// The option-free identity of a class-dimension loss on the GPU (`multi_margin` and
+/// `multiclass_svm` share a kernel: their differences are options).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RowLoss {
     CrossEntropy,
     Nll,
+    KlDiv,
+    Margin,
+    MulticlassHinge,
+    MultilabelSoftMargin,
+    MultilabelMargin,
 }
 
 impl RowLoss {
-    /// The prefix of the loss's hooks in `row_losses.wgsl`.
-    fn wgsl_prefix(self) -> &'static str {
+    /// The hooks of the loss in `row_losses.wgsl`: statistics type, then the functions
+    /// stats_empty, stats_add, stats_combine, row_finish, elem_grad, elem_loss.
+    fn hooks(self) -> [&'static str; 7] {
         match self {
-            RowLoss::CrossEntropy => "ce",
-            RowLoss::Nll => "nll",
+            RowLoss::CrossEntropy => [
+                "CeStats",
+                "ce_stats_empty",
+                "ce_stats_add",
+                "ce_stats_combine",
+                "ce_row_finish",
+                "ce_elem_grad",
+                "no_elem_loss",
+            ],
+            RowLoss::Nll => [
+                "NllStats",
+                "nll_stats_empty",
+                "nll_stats_add",
+                "nll_stats_combine",
+                "nll_row_finish",
+                "nll_elem_grad",
+                "no_elem_loss",
+            ],
+            RowLoss::KlDiv => [
+                "SumStats",
+                "sum_stats_empty",
+                "kl_stats_add",
+                "sum_stats_combine",
+                "kl_row_finish",
+                "kl_elem_grad",
+                "kl_elem_loss",
+            ],
+            RowLoss::Margin => [
+                "MarginStats",
+                "margin_stats_empty",
+                "margin_stats_add",
+                "margin_stats_combine",
+                "margin_row_finish",
+                "margin_elem_grad",
+                "no_elem_loss",
+            ],
+            RowLoss::MulticlassHinge => [
+                "RunnerUpStats",
+                "hinge_stats_empty",
+                "hinge_stats_add",
+                "hinge_stats_combine",
+                "hinge_row_finish",
+                "hinge_elem_grad",
+                "no_elem_loss",
+            ],
+            RowLoss::MultilabelSoftMargin => [
+                "SumStats",
+                "sum_stats_empty",
+                "soft_stats_add",
+                "sum_stats_combine",
+                "soft_row_finish",
+                "soft_elem_grad",
+                "no_elem_loss",
+            ],
+            RowLoss::MultilabelMargin => [
+                "SumStats",
+                "sum_stats_empty",
+                "mlm_stats_add",
+                "sum_stats_combine",
+                "mlm_row_finish",
+                "mlm_elem_grad",
+                "no_elem_loss",
+            ],
         }
     }
 }
@@ -91,6 +159,10 @@ pub struct RowVariant {
     pub mean_by_status: bool,
     /// Class-index targets (else one value per class).
     pub target_index: bool,
+    /// `-1`-terminated class-index lists per row (`multilabel_margin`).
+    pub target_list: bool,
+    /// `none` keeps one loss per element (`kl_div`).
+    pub per_element: bool,
     pub weight: bool,
     pub grad_output: bool,
     pub write_grad: bool,
@@ -192,6 +264,8 @@ impl PipelineKey {
                 ("REDUCED", b(v.reduced)),
                 ("MEAN_BY_STATUS", b(v.mean_by_status)),
                 ("TARGET_INDEX", b(v.target_index)),
+                ("TARGET_LIST", b(v.target_list)),
+                ("PER_ELEMENT", b(v.per_element)),
                 ("HAS_WEIGHT", b(v.weight)),
                 ("HAS_GRAD_OUTPUT", b(v.grad_output)),
                 ("WRITE_GRAD", b(v.write_grad)),
@@ -283,19 +357,16 @@ pub fn compose(key: &PipelineKey, custom: Option<&CustomLoss>) -> Result<String>
                 src.push_str(part);
                 src.push('\n');
             }
-            let p = v.loss.wgsl_prefix();
+            let [stats, empty, add, combine, finish, grad, elem_loss] = v.loss.hooks();
             src.push_str(&format!(
                 "\n// The loss of this pipeline.\n\
                  alias RowStats = {stats};\n\
-                 fn stats_empty() -> RowStats {{ return {p}_stats_empty(); }}\n\
-                 fn stats_add(s: RowStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> RowStats {{ return {p}_stats_add(s, c, x, t, w, info); }}\n\
-                 fn stats_combine(a: RowStats, b: RowStats) -> RowStats {{ return {p}_stats_combine(a, b); }}\n\
-                 fn row_finish(s: RowStats, info: RowInfo, base: u32) -> RowResult {{ return {p}_row_finish(s, info, base); }}\n\
-                 fn elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {{ return {p}_elem_grad(r, c, x, t, w); }}\n",
-                stats = match v.loss {
-                    RowLoss::CrossEntropy => "CeStats",
-                    RowLoss::Nll => "NllStats",
-                },
+                 fn stats_empty() -> RowStats {{ return {empty}(); }}\n\
+                 fn stats_add(s: RowStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> RowStats {{ return {add}(s, c, x, t, w, info); }}\n\
+                 fn stats_combine(a: RowStats, b: RowStats) -> RowStats {{ return {combine}(a, b); }}\n\
+                 fn row_finish(s: RowStats, info: RowInfo, base: u32) -> RowResult {{ return {finish}(s, info, base); }}\n\
+                 fn elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {{ return {grad}(r, c, x, t, w); }}\n\
+                 fn elem_loss(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {{ return {elem_loss}(r, c, x, t, w); }}\n",
             ));
         }
         Kernel::Elementwise(v) => {
