@@ -5,79 +5,16 @@
 mod common;
 
 use common::gpu;
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use wgloss::compare::Tolerance;
 use wgloss::{
     cpu, BufferRange, ClassBuffers, ClassGpuLayout, ClassLoss, ClassOperands, ClassOutput,
     ClassSpec, ClassTarget, Context, ContextOptions, Reduction, TargetKind,
 };
 
-/// Seeded class data: logits ~ N(0, 3²), index targets with ~10% ignored, probability targets.
-struct ClassData {
-    logits: Vec<f32>,
-    indices: Vec<i32>,
-    /// In range (the losses without ignore_index).
-    classes_only: Vec<i32>,
-    probs: Vec<f32>,
-    /// 0/1 labels per class.
-    labels: Vec<f32>,
-    /// -1-terminated index lists per row.
-    lists: Vec<i32>,
-    weight: Vec<f32>,
-    grad_output: Vec<f32>,
-}
+use wgloss::sample::{class_variants, sample_class, ClassSampleData as ClassData};
 
 fn class_data(rows: usize, classes: usize, seed: u64) -> ClassData {
-    let mut r = ChaCha8Rng::seed_from_u64(seed);
-    let mut normal = |s: f32| ((0..4).map(|_| r.random::<f32>()).sum::<f32>() - 2.0) * 1.7 * s;
-    let logits: Vec<f32> = (0..rows * classes).map(|_| normal(3.0)).collect();
-    let mut r = ChaCha8Rng::seed_from_u64(seed + 1);
-    let indices = (0..rows)
-        .map(|_| {
-            if r.random::<f32>() < 0.1 {
-                -100
-            } else {
-                (r.random::<f32>() * classes as f32) as i32 % classes as i32
-            }
-        })
-        .collect();
-    let mut probs: Vec<f32> = (0..rows * classes)
-        .map(|_| r.random::<f32>().powi(3))
-        .collect();
-    for row in probs.chunks_mut(classes) {
-        let s: f32 = row.iter().sum();
-        row.iter_mut().for_each(|v| *v /= s);
-    }
-    let weight = (0..classes).map(|_| 0.5 + r.random::<f32>()).collect();
-    let grad_output = (0..rows * classes)
-        .map(|_| r.random::<f32>() - 0.3)
-        .collect();
-    let classes_only = (0..rows)
-        .map(|_| (r.random::<f32>() * classes as f32) as i32 % classes as i32)
-        .collect();
-    let labels = (0..rows * classes)
-        .map(|_| (r.random::<f32>() < 0.3) as u8 as f32)
-        .collect();
-    // Up to four distinct leading classes per row, then -1.
-    let mut lists = vec![-1i32; rows * classes];
-    for row in lists.chunks_mut(classes) {
-        let k = (r.random::<f32>() * 5.0) as usize % (classes.min(4) + 1);
-        let first = (r.random::<f32>() * classes as f32) as usize % classes;
-        for (i, v) in row.iter_mut().take(k).enumerate() {
-            *v = ((first + i) % classes) as i32;
-        }
-    }
-    ClassData {
-        logits,
-        indices,
-        classes_only,
-        probs,
-        labels,
-        lists,
-        weight,
-        grad_output,
-    }
+    sample_class(rows, classes, seed)
 }
 
 fn close(what: &str, gpu: &ClassOutput, cpu: &ClassOutput) {
@@ -106,64 +43,19 @@ fn ce(ls: f32, z_loss: f32, softcap: f32) -> ClassLoss {
     }
 }
 
-/// Which targets a variant takes.
-#[derive(Clone, Copy, PartialEq)]
-enum Targets {
-    Indices,
-    InRange,
-    Probs,
-    Labels,
-    Lists,
-}
-
-/// Every class loss, option variant and reduction on one shape.
+/// Every class loss, option variant and reduction on one shape (cross-entropy also with
+/// probability targets).
 fn all_variants(ctx: &Context, rows: usize, classes: usize, seed: u64) {
     let d = class_data(rows, classes, seed);
-    let variants: Vec<(ClassLoss, Targets, bool)> = vec![
-        // (loss, targets, weight)
-        (ce(0.0, 0.0, 0.0), Targets::Indices, false),
-        (ce(0.0, 0.0, 0.0), Targets::Indices, true),
-        (ce(0.1, 0.0, 0.0), Targets::Indices, true),
-        (ce(0.0, 1e-3, 0.0), Targets::Indices, false),
-        (ce(0.0, 0.0, 5.0), Targets::Indices, false),
-        (ce(0.2, 0.05, 3.0), Targets::Indices, true),
-        (ce(0.0, 0.0, 0.0), Targets::Probs, false),
-        (ce(0.1, 1e-3, 4.0), Targets::Probs, true),
-        (
-            ClassLoss::Nll { ignore_index: -100 },
-            Targets::Indices,
-            true,
-        ),
-        (
-            ClassLoss::KlDiv { log_target: false },
-            Targets::Probs,
-            false,
-        ),
-        (ClassLoss::KlDiv { log_target: true }, Targets::Probs, false),
-        (
-            ClassLoss::MultiMargin { p: 1, margin: 1.0 },
-            Targets::InRange,
-            true,
-        ),
-        (
-            ClassLoss::MultiMargin { p: 2, margin: 0.5 },
-            Targets::InRange,
-            false,
-        ),
-        (
-            ClassLoss::MulticlassSvm { margin: 1.0 },
-            Targets::InRange,
-            false,
-        ),
-        (
-            ClassLoss::MulticlassHinge { margin: 1.0 },
-            Targets::InRange,
-            false,
-        ),
-        (ClassLoss::MultilabelSoftMargin, Targets::Labels, true),
-        (ClassLoss::MultilabelMargin, Targets::Lists, false),
-    ];
-    for (loss, targets, weighted) in variants {
+    let mut variants: Vec<(ClassLoss, bool, bool)> = class_variants()
+        .into_iter()
+        .map(|(l, w)| (l, false, w))
+        .collect();
+    variants.extend([
+        (ce(0.0, 0.0, 0.0), true, false),
+        (ce(0.1, 1e-3, 4.0), true, true),
+    ]);
+    for (loss, probs, weighted) in variants {
         let reductions: &[Reduction] = if matches!(loss, ClassLoss::KlDiv { .. }) {
             &[
                 Reduction::None,
@@ -176,17 +68,7 @@ fn all_variants(ctx: &Context, rows: usize, classes: usize, seed: u64) {
         };
         for &reduction in reductions {
             let spec = ClassSpec::new(loss.clone()).with_reduction(reduction);
-            let target = match targets {
-                Targets::Indices => ClassTarget::Indices(&d.indices),
-                Targets::InRange => ClassTarget::Indices(&d.classes_only),
-                Targets::Lists => ClassTarget::Indices(&d.lists),
-                Targets::Probs => ClassTarget::Values(&d.probs),
-                Targets::Labels => ClassTarget::Values(&d.labels),
-            };
-            let mut ops = ClassOperands::new(&d.logits, classes, target);
-            if weighted {
-                ops = ops.weight(&d.weight);
-            }
+            let mut ops = d.operands(&loss, probs, weighted);
             if reduction == Reduction::None {
                 let terms = if loss.per_element() {
                     rows * classes
@@ -195,7 +77,8 @@ fn all_variants(ctx: &Context, rows: usize, classes: usize, seed: u64) {
                 };
                 ops = ops.grad_output(&d.grad_output[..terms]);
             }
-            let what = format!("{loss} {reduction} weight={weighted} {rows}x{classes}");
+            let what =
+                format!("{loss} {reduction} probs={probs} weight={weighted} {rows}x{classes}");
             let g = ctx
                 .compute_class(&spec, &ops)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));

@@ -1,14 +1,18 @@
 //! The CPU path of the class-dimension family: rayon over groups of rows, each row in a few
 //! straight passes that stay in cache (a row of 32,768 logits is 128 KiB), `f64` sums.
 //!
+//! The rows that call exponentials and logarithms are compiled per instruction set (AVX-512,
+//! AVX2+FMA, NEON, chosen at run time), as the elementwise loop is: the polynomials use FMA.
+//!
 //! The gradient buffer doubles as each row's scratch: cross-entropy writes `exp(z - max)`
 //! there and scales it in place, so the logits are read from memory once and the gradient
 //! written once, with one exponential per element.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::math::{exp, ln, tanh};
-use crate::error::Result;
+use crate::error::{Error, Operand, Result};
 use crate::output::{ClassOutput, LossValue};
 use crate::spec::classwise::{ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind};
 use crate::spec::Reduction;
@@ -113,6 +117,7 @@ struct Ce {
 
 /// One row of cross-entropy. `grad` is the row's gradient and scratch; `scale` the factor of
 /// the reduction (and of `grad_output`).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn cross_entropy_row(
     ce: Ce,
     x: &[f32],
@@ -275,6 +280,7 @@ fn nll_row(
 
 /// `Σ_c t (log t - x)` (or `exp(t) (t - x)`); per-element losses into `elem` when given.
 /// `grad_output` (reduction none) scales element by element; otherwise `scale` does.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn kl_div_row(
     log_target: bool,
     x: &[f32],
@@ -382,6 +388,7 @@ fn multiclass_hinge_row(margin: f32, x: &[f32], y: i32, scale: f32, grad: &mut [
 }
 
 /// `Σ_c w_c bce_with_logits(x_c, t_c) / C`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn multilabel_soft_margin_row(
     x: &[f32],
     t: &[f32],
@@ -416,7 +423,9 @@ fn multilabel_margin_row(x: &[f32], targets: &[i32], scale: f32, grad: &mut [f32
     for &j in &list {
         is_target[j] = true;
     }
-    let k = scale / c as f32;
+    // Count the active pairs per class, then scale: exact, where adding k again and again
+    // would round.
+    let mut count = vec![0u32; c];
     let mut total = 0.0f64;
     for &j in &list {
         for i in 0..c {
@@ -426,10 +435,15 @@ fn multilabel_margin_row(x: &[f32], targets: &[i32], scale: f32, grad: &mut [f32
             let h = 1.0 - (x[j] - x[i]);
             if h > 0.0 {
                 total += h as f64;
-                grad[i] += k;
-                grad[j] -= k;
+                count[i] += 1;
+                count[j] += 1;
             }
         }
+    }
+    let k = scale / c as f32;
+    for i in 0..c {
+        let sign = if is_target[i] { -1.0 } else { 1.0 };
+        grad[i] = sign * count[i] as f32 * k;
     }
     RowOut {
         loss: total / c as f64,
@@ -438,11 +452,26 @@ fn multilabel_margin_row(x: &[f32], targets: &[i32], scale: f32, grad: &mut [f32
 }
 
 /// Computes a class-dimension loss, its gradient and (cross-entropy) the per-row
-/// log-sum-exp and argmax-equals-target, on the CPU.
+/// log-sum-exp and argmax-equals-target, on the CPU, allocating the gradient.
 ///
 /// # Errors
 /// Bad shapes, options or class indices, as [`ClassOperands::validate`] reports them.
 pub fn compute(spec: &ClassSpec, ops: &ClassOperands) -> Result<ClassOutput> {
+    let mut grad = vec![0.0f32; ops.input.len()];
+    let rest = compute_into(spec, ops, &mut grad)?;
+    Ok(ClassOutput { grad, ..rest })
+}
+
+/// [`compute`] into the caller's gradient (`rows × classes`, every value overwritten); the
+/// returned output's `grad` is empty.
+///
+/// # Errors
+/// As [`compute`], and [`Error::LengthMismatch`] for a gradient of the wrong length.
+pub fn compute_into(
+    spec: &ClassSpec,
+    ops: &ClassOperands,
+    grad: &mut [f32],
+) -> Result<ClassOutput> {
     let layout = ops.validate(spec)?;
     let (rows, c) = (layout.rows, layout.classes);
     let loss = &spec.loss;
@@ -478,7 +507,14 @@ pub fn compute(spec: &ClassSpec, ops: &ClassOperands) -> Result<ClassOutput> {
     } else {
         (1.0 / divisor) as f32
     };
-    let mut grad = vec![0.0f32; rows * c];
+    if grad.len() != rows * c {
+        return Err(Error::LengthMismatch {
+            loss: loss.name(),
+            operand: Operand::GradInput,
+            expected: rows * c,
+            actual: grad.len(),
+        });
+    }
     let mut elem_losses =
         (loss.per_element() && reduction == Reduction::None).then(|| vec![0.0f32; rows * c]);
     let rows_per_task = (TASK_ELEMENTS / c).max(1);
@@ -618,7 +654,7 @@ pub fn compute(spec: &ClassSpec, ops: &ClassOperands) -> Result<ClassOutput> {
     let is_ce = matches!(loss, ClassLoss::CrossEntropy { .. });
     Ok(ClassOutput {
         value,
-        grad,
+        grad: Vec::new(),
         row_lse: is_ce.then(|| outs.iter().map(|o| o.lse).collect()),
         row_correct: (is_ce && layout.target == TargetKind::ClassIndex)
             .then(|| outs.iter().map(|o| o.correct).collect()),

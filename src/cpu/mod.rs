@@ -9,5 +9,5 @@ pub mod elementwise;
 pub mod losses;
 pub mod math;
 
-pub use classwise::compute as compute_class;
+pub use classwise::{compute as compute_class, compute_into as compute_class_into};
 pub use elementwise::{compute, compute_into, CpuOutputs};
