@@ -164,3 +164,69 @@ fn the_checker_catches_a_wrong_gradient() {
     }));
     assert!(caught.is_err(), "a 1% gradient error went unnoticed");
 }
+
+/// Class-dimension losses: central differences of the summed loss, element by element, on
+/// small shapes (the elements of a row are coupled, so one element at a time).
+#[test]
+fn class_gradients_match_finite_differences() {
+    use wgloss::sample::{class_variants, sample_class};
+    use wgloss::{ClassLoss, ClassSpec};
+    let (rows, classes) = (3, 5);
+    let d = sample_class(rows, classes, 31);
+    let mut variants: Vec<(ClassLoss, bool, bool)> = class_variants()
+        .into_iter()
+        .map(|(l, w)| (l, false, w))
+        .collect();
+    let ce = ClassLoss::CrossEntropy {
+        ignore_index: -100,
+        label_smoothing: 0.1,
+        zero_when_all_ignored: false,
+        z_loss: 0.01,
+        softcap: 2.0,
+    };
+    variants.push((ce, true, true));
+    for (loss, probs, weighted) in variants {
+        let spec = ClassSpec::new(loss.clone()).with_reduction(Reduction::Sum);
+        let ops = d.operands(&loss, probs, weighted);
+        let grad = cpu::compute_class(&spec, &ops).unwrap().grad;
+        let mut skipped = 0;
+        for i in 0..rows * classes {
+            let value_at = |delta: f32| {
+                let mut x = d.logits.clone();
+                x[i] += delta;
+                let mut o = ops;
+                o.input = &x;
+                cpu::compute_class(&spec, &o)
+                    .unwrap()
+                    .value
+                    .scalar()
+                    .unwrap() as f64
+            };
+            let h = 1e-2f32;
+            let (p1, m1, p2, m2) = (
+                value_at(h),
+                value_at(-h),
+                value_at(h / 2.0),
+                value_at(-h / 2.0),
+            );
+            let wide = (p1 - m1) / (2.0 * h as f64);
+            let narrow = (p2 - m2) / h as f64;
+            // The margin losses have kinks: skip elements whose differences disagree.
+            if (narrow - wide).abs() > 1e-3 * (1.0 + narrow.abs()) {
+                skipped += 1;
+                continue;
+            }
+            let fd = (4.0 * narrow - wide) / 3.0;
+            assert!(
+                (grad[i] as f64 - fd).abs() <= 3e-3 * (1.0 + fd.abs()),
+                "{loss}: element {i}: analytic {}, finite difference {fd}",
+                grad[i]
+            );
+        }
+        assert!(
+            skipped <= 3,
+            "{loss}: {skipped} of {} elements next to a kink",
+            rows * classes
+        );
+    }
+}
