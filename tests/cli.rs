@@ -18,15 +18,26 @@ fn wgloss() -> Command {
 fn write_npy(path: &Path, t: &Tensor) {
     use npyz::WriterBuilder;
     let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(std::fs::File::create(path).unwrap())
-        .begin_nd()
-        .unwrap();
-    // f64 on disk for one operand in three: the tool reads f32 and f64.
-    w.extend(t.data.iter().map(|&v| v as f32)).unwrap();
-    w.finish().unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    if t.dtype == "i32" {
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(file)
+            .begin_nd()
+            .unwrap();
+        w.extend(t.data.iter().map(|&v| v as i32)).unwrap();
+        w.finish().unwrap();
+    } else {
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(file)
+            .begin_nd()
+            .unwrap();
+        w.extend(t.data.iter().map(|&v| v as f32)).unwrap();
+        w.finish().unwrap();
+    }
 }
 
 fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
@@ -46,10 +57,11 @@ fn stdout_json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// Runs every golden case through `wgloss eval --backend <backend>`; returns the failures.
-fn eval_golden(backend: &str) -> Vec<String> {
+/// Runs every golden case of `file` through `wgloss eval --backend <backend>`; returns the
+/// failures.
+fn eval_golden(file: &str, backend: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let golden = load_golden("elementwise.json");
+    let golden = load_golden(file);
     let mut failures = Vec::new();
     for case in &golden.cases {
         let mut cmd = wgloss();
@@ -125,14 +137,16 @@ fn eval_golden(backend: &str) -> Vec<String> {
 
 #[test]
 fn eval_reproduces_every_golden_case_on_the_cpu() {
-    let failures = eval_golden("cpu");
+    let mut failures = eval_golden("elementwise.json", "cpu");
+    failures.extend(eval_golden("classwise.json", "cpu"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn eval_reproduces_every_golden_case_on_the_gpu() {
     let Some(_) = gpu() else { return };
-    let failures = eval_golden("gpu");
+    let mut failures = eval_golden("elementwise.json", "gpu");
+    failures.extend(eval_golden("classwise.json", "gpu"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -366,4 +380,71 @@ fn check_and_bench_run() {
     assert_eq!((bytes(0), bytes(1)), (12 * 4096, 12 * 4096));
     // gaussian_nll reads input, target, var and writes two gradients.
     assert_eq!(bytes(3), 20 * 4096);
+}
+
+#[test]
+fn class_targets_may_be_i64_and_cross_entropy_reports_accuracy() {
+    use npyz::WriterBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let (x, t) = (dir.path().join("x.npy"), dir.path().join("t.npy"));
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[3, 4])
+        .writer(std::fs::File::create(&x).unwrap())
+        .begin_nd()
+        .unwrap();
+    w.extend([
+        2.0f32, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0,
+    ])
+    .unwrap();
+    w.finish().unwrap();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[3])
+        .writer(std::fs::File::create(&t).unwrap())
+        .begin_nd()
+        .unwrap();
+    w.extend([0i64, 1, 2]).unwrap();
+    w.finish().unwrap();
+    let out = wgloss()
+        .args([
+            "eval",
+            "cross_entropy",
+            "--backend",
+            "cpu",
+            "--json",
+            "--set",
+            "ignore_index=-1",
+            "--input",
+        ])
+        .arg(&x)
+        .arg("--target")
+        .arg(&t)
+        .output()
+        .unwrap();
+    let json = stdout_json(&out);
+    assert_eq!(json["accuracy"], serde_json::json!(2.0 / 3.0), "{json}");
+    assert_eq!(json["row_lse"].as_array().unwrap().len(), 3);
+    // A class index past the classes is a one-line error naming the row and the value.
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[3])
+        .writer(std::fs::File::create(&t).unwrap())
+        .begin_nd()
+        .unwrap();
+    w.extend([0i64, 9, 2]).unwrap();
+    w.finish().unwrap();
+    let out = wgloss()
+        .args(["eval", "cross_entropy", "--input"])
+        .arg(&x)
+        .arg("--target")
+        .arg(&t)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        err.trim(),
+        "wgloss: error: cross_entropy: target of row 1 is class 9, outside [0, 4)"
+    );
 }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use wgloss::{
-    cpu, Context, ElementwiseLoss, ElementwiseSpec, LossOutput, LossValue, Operands, Reduction,
+    cpu, ClassLoss, ClassOperands, ClassSpec, ClassTarget, Context, ElementwiseLoss,
+    ElementwiseSpec, LossOutput, LossValue, Operands, Reduction,
 };
 
 use crate::npy::{self, Array};
@@ -103,6 +104,19 @@ fn read_same_shape(
 }
 
 pub fn run(args: EvalArgs) -> CliResult<()> {
+    if ElementwiseLoss::from_name(&args.loss).is_ok() {
+        run_elementwise(&args)
+    } else if ClassLoss::from_name(&args.loss).is_ok() {
+        run_class(&args)
+    } else {
+        Err(wgloss::Error::UnknownLoss {
+            name: args.loss.clone(),
+        }
+        .into())
+    }
+}
+
+fn run_elementwise(args: &EvalArgs) -> CliResult<()> {
     let spec = build_spec(&args.loss, &args.options, args.reduction.as_deref())?;
     let input = npy::read(&args.input)?;
     let shape = input.shape.clone();
@@ -144,38 +158,240 @@ pub fn run(args: EvalArgs) -> CliResult<()> {
             (ctx.compute(&spec, &ops)?, ctx.adapter().info.name.clone())
         }
     };
-    write_outputs(&args, &shape, &out)?;
-    let backend = match args.backend {
-        Backend::Gpu => "gpu",
-        Backend::Cpu => "cpu",
-    };
     let loss_shape: Vec<usize> = match out.value {
         LossValue::Scalar(_) => vec![],
         LossValue::Elements(_) => shape.clone(),
     };
+    report(
+        args,
+        &adapter,
+        &Results {
+            label: format!("{} ({})", spec.loss.name(), spec.reduction),
+            value: &out.value,
+            loss_shape,
+            grad: &out.grad,
+            grad_shape: shape.clone(),
+            grad_var: out.grad_var.as_deref(),
+            extras: None,
+        },
+    )
+}
+
+/// Reads a class-dimension target: integers are class indices (i32 or i64 files), floats
+/// per-class values.
+fn class_target(path: &Path) -> CliResult<(Vec<usize>, ClassTargetOwned)> {
+    let a = npy::read(path)?;
+    let target = match a.ints {
+        Some(ints) => ClassTargetOwned::Indices(
+            ints.into_iter()
+                .map(|v| {
+                    i32::try_from(v).map_err(|_| CliError::File {
+                        path: path.display().to_string(),
+                        problem: format!("class index {v} does not fit an i32"),
+                    })
+                })
+                .collect::<CliResult<_>>()?,
+        ),
+        None => ClassTargetOwned::Values(a.data),
+    };
+    Ok((a.shape, target))
+}
+
+enum ClassTargetOwned {
+    Indices(Vec<i32>),
+    Values(Vec<f32>),
+}
+
+fn run_class(args: &EvalArgs) -> CliResult<()> {
+    let mut loss = ClassLoss::from_name(&args.loss)?;
+    for kv in &args.options {
+        let (key, value) = kv
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--set {kv}: expected KEY=VALUE")))?;
+        loss.set_option(key.trim(), value)?;
+    }
+    let reduction = match &args.reduction {
+        Some(r) => Reduction::parse(r)?,
+        None => Reduction::Mean,
+    };
+    let spec = ClassSpec::new(loss).with_reduction(reduction);
+    spec.validate()?;
+    for (flag, given) in [
+        ("--pos-weight", args.pos_weight.is_some()),
+        ("--var", args.var.is_some()),
+        ("--grad-var-out", args.grad_var_out.is_some()),
+    ] {
+        if given {
+            return Err(CliError::Usage(format!(
+                "{flag}: {} takes no such operand",
+                spec.loss.name()
+            )));
+        }
+    }
+    let input = npy::read(&args.input)?;
+    let [rows, classes] = input.shape[..] else {
+        return Err(CliError::File {
+            path: args.input.display().to_string(),
+            problem: format!(
+                "a {} input is [rows, classes]; this one has shape {:?}",
+                spec.loss.name(),
+                input.shape
+            ),
+        });
+    };
+    let target_path = args.target.as_ref().ok_or(wgloss::Error::MissingOperand {
+        loss: spec.loss.name(),
+        operand: wgloss::Operand::Target,
+    })?;
+    let (target_shape, target) = class_target(target_path)?;
+    let want: &[usize] = match &target {
+        ClassTargetOwned::Indices(_)
+            if spec.loss.target_kind() != wgloss::TargetKind::IndexList =>
+        {
+            &[rows]
+        }
+        _ => &[rows, classes],
+    };
+    if target_shape != want {
+        return Err(CliError::File {
+            path: target_path.display().to_string(),
+            problem: format!("target has shape {target_shape:?}, expected {want:?} for this input"),
+        });
+    }
+    let weight = match &args.weight {
+        Some(p) => {
+            let w = npy::read(p)?;
+            if w.shape != [classes] {
+                return Err(CliError::File {
+                    path: p.display().to_string(),
+                    problem: format!(
+                        "weight has shape {:?}, expected one per class ([{classes}])",
+                        w.shape
+                    ),
+                });
+            }
+            Some(w)
+        }
+        None => None,
+    };
+    let grad_output = match &args.grad_output {
+        Some(p) => Some(npy::read(p)?),
+        None => None,
+    };
+    let mut ops = ClassOperands::new(
+        &input.data,
+        classes,
+        match &target {
+            ClassTargetOwned::Indices(t) => ClassTarget::Indices(t),
+            ClassTargetOwned::Values(t) => ClassTarget::Values(t),
+        },
+    );
+    ops.weight = weight.as_ref().map(|w| &w.data[..]);
+    ops.grad_output = grad_output.as_ref().map(|g| &g.data[..]);
+    let (out, adapter) = match args.backend {
+        Backend::Cpu => (cpu::compute_class(&spec, &ops)?, crate::bench::cpu_name()),
+        Backend::Gpu => {
+            ops.validate(&spec)?;
+            let ctx = Context::new()?;
+            (
+                ctx.compute_class(&spec, &ops)?,
+                ctx.adapter().info.name.clone(),
+            )
+        }
+    };
+    let loss_shape = match (&out.value, spec.loss.per_element()) {
+        (LossValue::Scalar(_), _) => vec![],
+        (LossValue::Elements(_), true) => vec![rows, classes],
+        (LossValue::Elements(_), false) => vec![rows],
+    };
+    let accuracy = out
+        .row_correct
+        .as_ref()
+        .map(|c| c.iter().filter(|&&b| b).count() as f64 / rows as f64);
+    report(
+        args,
+        &adapter,
+        &Results {
+            label: format!("{} ({})", spec.loss.name(), spec.reduction),
+            value: &out.value,
+            loss_shape,
+            grad: &out.grad,
+            grad_shape: vec![rows, classes],
+            grad_var: None,
+            extras: out.row_lse.as_ref().map(|lse| (lse.as_slice(), accuracy)),
+        },
+    )
+}
+
+/// What a run of either family reports.
+struct Results<'a> {
+    label: String,
+    value: &'a LossValue,
+    loss_shape: Vec<usize>,
+    grad: &'a [f32],
+    grad_shape: Vec<usize>,
+    grad_var: Option<&'a [f32]>,
+    /// Cross-entropy: per-row log-sum-exp, and the accuracy of index targets.
+    extras: Option<(&'a [f32], Option<f64>)>,
+}
+
+/// Writes the requested files and prints the result (one JSON object with `--json`).
+fn report(args: &EvalArgs, adapter: &str, r: &Results) -> CliResult<()> {
+    let write = |path: &Option<PathBuf>, shape: &[usize], data: &[f32]| -> CliResult<()> {
+        match path {
+            Some(p) => npy::write(Path::new(p), shape, data),
+            None => Ok(()),
+        }
+    };
+    write(&args.loss_out, &r.loss_shape, r.value.as_slice())?;
+    write(&args.grad_out, &r.grad_shape, r.grad)?;
+    match (&args.grad_var_out, r.grad_var) {
+        (Some(_), Some(g)) => write(&args.grad_var_out, &r.grad_shape, g)?,
+        (Some(p), None) => {
+            return Err(CliError::Usage(format!(
+                "--grad-var-out {}: this loss has no var gradient",
+                p.display()
+            )))
+        }
+        _ => {}
+    }
+    let backend = match args.backend {
+        Backend::Gpu => "gpu",
+        Backend::Cpu => "cpu",
+    };
     if args.json {
-        let loss = match &out.value {
+        let loss = match r.value {
             LossValue::Scalar(v) => json_number(*v),
             LossValue::Elements(v) => {
                 serde_json::Value::Array(v.iter().map(|&x| json_number(x)).collect())
             }
         };
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "loss": loss,
-            "shape": loss_shape,
+            "shape": r.loss_shape,
             "backend": backend,
             "adapter": adapter,
         });
+        if let Some((lse, accuracy)) = r.extras {
+            obj["row_lse"] =
+                serde_json::Value::Array(lse.iter().map(|&x| json_number(x)).collect());
+            if let Some(a) = accuracy {
+                obj["accuracy"] = a.into();
+            }
+        }
         println!("{obj}");
     } else {
-        match &out.value {
-            LossValue::Scalar(v) => println!("{} ({}) = {v}", spec.loss.name(), spec.reduction),
+        match r.value {
+            LossValue::Scalar(v) => println!("{} = {v}", r.label),
             LossValue::Elements(v) => println!(
-                "{} (none): {} values, first {:?}",
-                spec.loss.name(),
+                "{}: {} values, first {:?}",
+                r.label,
                 v.len(),
                 &v[..v.len().min(8)]
             ),
+        }
+        if let Some((_, Some(a))) = r.extras {
+            println!("accuracy (argmax == target): {a}");
         }
         println!("backend {backend}, adapter {adapter}");
     }
@@ -192,29 +408,4 @@ fn json_number(v: f32) -> serde_json::Value {
     } else {
         serde_json::Value::from(v as f64)
     }
-}
-
-fn write_outputs(args: &EvalArgs, shape: &[usize], out: &LossOutput) -> CliResult<()> {
-    let write = |path: &Option<PathBuf>, shape: &[usize], data: &[f32]| -> CliResult<()> {
-        match path {
-            Some(p) => npy::write(Path::new(p), shape, data),
-            None => Ok(()),
-        }
-    };
-    match &out.value {
-        LossValue::Scalar(v) => write(&args.loss_out, &[], std::slice::from_ref(v))?,
-        LossValue::Elements(v) => write(&args.loss_out, shape, v)?,
-    }
-    write(&args.grad_out, shape, &out.grad)?;
-    match (&args.grad_var_out, &out.grad_var) {
-        (Some(_), Some(g)) => write(&args.grad_var_out, shape, g)?,
-        (Some(p), None) => {
-            return Err(CliError::Usage(format!(
-                "--grad-var-out {}: this loss has no var gradient",
-                p.display()
-            )))
-        }
-        _ => {}
-    }
-    Ok(())
 }

@@ -4,10 +4,12 @@ use std::path::Path;
 
 use crate::{CliError, CliResult};
 
-/// An array read from a .npy file, as f32, with its shape.
+/// An array read from a .npy file, as f32, with its shape; integer files also keep their
+/// integers (class-index targets).
 pub struct Array {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    pub ints: Option<Vec<i64>>,
 }
 
 fn file_error(path: &Path, problem: impl std::fmt::Display) -> CliError {
@@ -33,32 +35,37 @@ pub fn read(path: &Path) -> CliResult<Array> {
         return Err(file_error(path, "structured arrays are not supported"));
     };
     let bad = |e: std::io::Error| file_error(path, e);
-    let data: Vec<f32> = match (ty.type_char(), ty.size_field()) {
-        (npyz::TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(bad)?,
-        (npyz::TypeChar::Float, 8) => npy
-            .into_vec::<f64>()
-            .map_err(bad)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        (npyz::TypeChar::Float, 2) => npy
-            .into_vec::<half::f16>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f32::from)
-            .collect(),
-        (npyz::TypeChar::Int, 4) => npy
-            .into_vec::<i32>()
-            .map_err(bad)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        (npyz::TypeChar::Int, 8) => npy
-            .into_vec::<i64>()
-            .map_err(bad)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
+    let (data, ints): (Vec<f32>, Option<Vec<i64>>) = match (ty.type_char(), ty.size_field()) {
+        (npyz::TypeChar::Float, 4) => (npy.into_vec::<f32>().map_err(bad)?, None),
+        (npyz::TypeChar::Float, 8) => (
+            npy.into_vec::<f64>()
+                .map_err(bad)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            None,
+        ),
+        (npyz::TypeChar::Float, 2) => (
+            npy.into_vec::<half::f16>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            None,
+        ),
+        (npyz::TypeChar::Int, 4) => {
+            let v: Vec<i64> = npy
+                .into_vec::<i32>()
+                .map_err(bad)?
+                .into_iter()
+                .map(i64::from)
+                .collect();
+            (v.iter().map(|&x| x as f32).collect(), Some(v))
+        }
+        (npyz::TypeChar::Int, 8) => {
+            let v = npy.into_vec::<i64>().map_err(bad)?;
+            (v.iter().map(|&x| x as f32).collect(), Some(v))
+        }
         _ => {
             return Err(file_error(
                 path,
@@ -66,7 +73,7 @@ pub fn read(path: &Path) -> CliResult<Array> {
             ))
         }
     };
-    Ok(Array { shape, data })
+    Ok(Array { shape, data, ints })
 }
 
 /// Writes `data` as an f32 array of `shape`.
