@@ -307,19 +307,19 @@ impl std::fmt::Display for ClassLoss {
             } => {
                 // The options that differ from the defaults.
                 let mut set = Vec::new();
-                if ignore_index != -100 {
+                if *ignore_index != -100 {
                     set.push(format!("ignore_index={ignore_index}"));
                 }
-                if label_smoothing != 0.0 {
+                if *label_smoothing != 0.0 {
                     set.push(format!("label_smoothing={label_smoothing}"));
                 }
-                if zero_when_all_ignored {
+                if *zero_when_all_ignored {
                     set.push("zero_when_all_ignored=true".into());
                 }
-                if z_loss != 0.0 {
+                if *z_loss != 0.0 {
                     set.push(format!("z_loss={z_loss}"));
                 }
-                if softcap != 0.0 {
+                if *softcap != 0.0 {
                     set.push(format!("softcap={softcap}"));
                 }
                 if set.is_empty() {
