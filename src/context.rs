@@ -87,6 +87,10 @@ pub(crate) struct Launch {
     pub storage_align: u64,
     pub uniform_align: u64,
     pub reduce: ReduceStrategy,
+    /// Most loop iterations one invocation may run (software adapters: llvmpipe, under
+    /// lavapipe and GL, stops a shader's loops after 65,535 iterations counted across the
+    /// loops nested in one outermost loop, silently). `None`: no limit.
+    pub loop_budget: Option<u64>,
 }
 
 /// Placeholder buffers bound where a kernel's operand is absent (never read or written).
@@ -298,6 +302,7 @@ impl Context {
             ReduceStrategy::SharedTree
         };
         let launch = Launch {
+            loop_budget: (info.device_type == wgpu::DeviceType::Cpu).then_some(50_000),
             workgroup_size: wg,
             max_workgroups: max_workgroups.max(1),
             max_per_dimension: limits.max_compute_workgroups_per_dimension,

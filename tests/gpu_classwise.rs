@@ -358,3 +358,39 @@ fn an_out_of_range_class_index_raises_the_gpu_flag_naming_row_and_value() {
     // The bad rows count as ignored: the loss is finite.
     assert!(ctx.read_f32(&loss, 0, 1).unwrap()[0].is_finite());
 }
+
+/// Many rows of a few thousand classes with the default launch: on a software adapter the
+/// loops of every row a workgroup handles would add up past llvmpipe's loop limit (65,535
+/// iterations), which stops a shader's loops silently; the plan keeps one row per workgroup
+/// there. (Seen as rows past the first few per workgroup coming out 0.)
+#[test]
+fn many_rows_of_thousands_of_classes_stay_correct() {
+    let Some(ctx) = gpu() else { return };
+    let (rows, classes) = (256, 4096);
+    let base = class_data(64, classes, 7);
+    // Repeated rows, as the benchmark makes them.
+    let tile = |v: &[i32]| -> Vec<i32> { v.iter().copied().cycle().take(rows * classes).collect() };
+    let logits: Vec<f32> = base
+        .logits
+        .iter()
+        .copied()
+        .cycle()
+        .take(rows * classes)
+        .collect();
+    let lists = tile(&base.lists);
+    let indices: Vec<i32> = base.indices.iter().copied().cycle().take(rows).collect();
+    for (loss, target) in [
+        (ClassLoss::MultilabelMargin, ClassTarget::Indices(&lists)),
+        (ce(0.1, 0.0, 0.0), ClassTarget::Indices(&indices)),
+    ] {
+        for reduction in [Reduction::None, Reduction::Mean] {
+            let spec = ClassSpec::new(loss.clone()).with_reduction(reduction);
+            let ops = ClassOperands::new(&logits, classes, target);
+            close(
+                &format!("{loss} {reduction} {rows}x{classes}"),
+                &ctx.compute_class(&spec, &ops).unwrap(),
+                &cpu::compute_class(&spec, &ops).unwrap(),
+            );
+        }
+    }
+}

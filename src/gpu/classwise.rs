@@ -249,9 +249,13 @@ impl Context {
         let (mut start, mut partial_base) = (0u64, 0u32);
         while start < rows {
             let n = rows_per_chunk.min(rows - start);
-            let groups = n
-                .min(launch.max_workgroups as u64)
-                .min((launch.max_per_dimension as u64).pow(2)) as u32;
+            // Under a loop budget (software adapters), one row per workgroup: the loops of
+            // several rows would add up in one invocation.
+            let per_dispatch = match launch.loop_budget {
+                Some(_) => n,
+                None => n.min(launch.max_workgroups as u64),
+            };
+            let groups = per_dispatch.min((launch.max_per_dimension as u64).pow(2)) as u32;
             let grid = grid_for(groups, launch.max_per_dimension);
             chunks.push(RowChunk {
                 start,

@@ -54,8 +54,14 @@ pub(crate) fn plan_chunks(launch: &Launch, n: u64, elem_bytes: u64) -> Vec<Chunk
         let len = per_chunk.min(n - start);
         let wanted = len.div_ceil(launch.workgroup_size as u64);
         // Grid-stride loops cover any length with fewer groups: never more than one grid holds.
+        // Under a loop budget, enough groups that no invocation loops past it.
         let grid_cap = (launch.max_per_dimension as u64).pow(2);
-        let groups = wanted.min(launch.max_workgroups as u64).min(grid_cap) as u32;
+        let floor = launch
+            .loop_budget
+            .map_or(1, |b| len.div_ceil(launch.workgroup_size as u64 * b));
+        let groups = wanted
+            .min((launch.max_workgroups as u64).max(floor))
+            .min(grid_cap) as u32;
         let grid = grid_for(groups, launch.max_per_dimension);
         let chunk = ChunkDispatch {
             start,
@@ -200,6 +206,7 @@ mod tests {
             storage_align: 256,
             uniform_align: 256,
             reduce: ReduceStrategy::SharedTree,
+            loop_budget: None,
         }
     }
 

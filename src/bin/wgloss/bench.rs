@@ -3,17 +3,19 @@
 //!
 //! Copy and loss runs alternate (copy, loss, copy, loss, ...) and each side reports its
 //! median: the machine's available bandwidth drifts, and interleaving makes the ratio fair.
+//! With both backends, each GPU result is checked against the CPU's.
 
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use wgloss::bench::{cpu_stream_add, median_ms, GpuStreamAdd, GpuTimer};
-use wgloss::{
-    cpu, BufferRange, Context, ElementwiseBuffers, ElementwiseLoss, ElementwiseSpec, Reduction,
-};
-
 use wgloss::compare::Tolerance;
+use wgloss::{
+    cpu, BufferRange, ClassBuffers, ClassGpuLayout, ClassLoss, ClassOperands, ClassSpec,
+    ClassTarget, Context, ElementwiseBuffers, ElementwiseLoss, ElementwiseSpec, Reduction,
+    TargetKind,
+};
 
 use crate::eval::build_spec;
 use crate::{CliError, CliResult};
@@ -30,9 +32,12 @@ pub struct BenchArgs {
     /// Losses to measure (repeatable; default every loss of the catalogue).
     #[arg(long)]
     loss: Vec<String>,
-    /// Elements per operand.
+    /// Elements per operand of the elementwise losses.
     #[arg(long, default_value_t = 1 << 24)]
     n: usize,
+    /// Shapes of the class-dimension losses, ROWSxCLASSES (repeatable).
+    #[arg(long = "shape", default_value = "1024x8192")]
+    shapes: Vec<String>,
     /// Timed repetitions of each (after one warm-up).
     #[arg(long, default_value_t = 7)]
     reps: usize,
@@ -44,17 +49,29 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// What one measurement measures.
+enum Job {
+    Elementwise(ElementwiseSpec),
+    Class(ClassSpec, usize, usize),
+}
+
+impl Job {
+    fn name(&self) -> &'static str {
+        match self {
+            Job::Elementwise(s) => s.loss.name(),
+            Job::Class(s, _, _) => s.loss.name(),
+        }
+    }
+}
+
 /// One measured loss on one backend.
 struct Row {
-    /// The reduced loss and the gradient of the last run, for the GPU-against-CPU check.
-    value: f32,
-    grad: Vec<f32>,
-    /// `Some(true)` when this GPU row was checked against the CPU and agreed.
-    checked: Option<bool>,
     loss: String,
     backend: &'static str,
     adapter: String,
     n: usize,
+    /// Rows and classes of a class-dimension loss.
+    shape: Option<(usize, usize)>,
     bytes: u64,
     median_ms: f64,
     /// Submit-to-completion as the host sees it (equal to `median_ms` without timestamps).
@@ -62,6 +79,11 @@ struct Row {
     copy_ms: f64,
     timing: &'static str,
     dispatches: Option<usize>,
+    /// The reduced loss and the gradient of the last run, for the GPU-against-CPU check.
+    value: f32,
+    grad: Vec<f32>,
+    /// `Some(true)` when this GPU row was checked against the CPU and agreed.
+    checked: Option<bool>,
 }
 
 impl Row {
@@ -72,7 +94,7 @@ impl Row {
         self.bytes as f64 / (self.copy_ms * 1e-3) / 1e9
     }
     fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "loss": self.loss,
             "backend": self.backend,
             "adapter": self.adapter,
@@ -87,7 +109,12 @@ impl Row {
             "timing": self.timing,
             "dispatches": self.dispatches,
             "checked_against_cpu": self.checked,
-        })
+        });
+        if let Some((rows, classes)) = self.shape {
+            v["rows"] = rows.into();
+            v["classes"] = classes.into();
+        }
+        v
     }
 }
 
@@ -104,104 +131,203 @@ pub fn cpu_name() -> String {
     format!("{model} ({} threads)", rayon::current_num_threads())
 }
 
-/// Operands of `n` elements: a seeded sample of at most 2^20, repeated (values do not change
-/// the time, and generating 2^26 random values per operand would dominate the run).
-fn tiled(loss: &ElementwiseLoss, n: usize) -> wgloss::sample::SampleData {
-    let base = wgloss::sample::sample(loss, n.min(1 << 20), 7);
-    let tile = |v: &[f32]| -> Vec<f32> { v.iter().copied().cycle().take(n).collect() };
-    wgloss::sample::SampleData {
-        input: tile(&base.input),
-        target: tile(&base.target),
-        weight: Vec::new(),
-        var: tile(&base.var),
-        pos_weight: base.pos_weight,
-        grad_output: Vec::new(),
+fn parse_shape(s: &str) -> CliResult<(usize, usize)> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--shape {s}: expected ROWSxCLASSES, e.g. 4096x32768"
+        ))
+    };
+    let (r, c) = s.split_once('x').ok_or_else(bad)?;
+    let (r, c) = (
+        r.trim().parse().map_err(|_| bad())?,
+        c.trim().parse().map_err(|_| bad())?,
+    );
+    if r == 0 || c == 0 {
+        return Err(bad());
     }
+    Ok((r, c))
+}
+
+/// Times `run_loss` and a copy of the same bytes, interleaved; returns (loss median,
+/// loss wall median, copy median) in milliseconds.
+fn time_gpu(
+    ctx: &Context,
+    bytes: u64,
+    reps: usize,
+    record: &dyn Fn(&mut wgpu::CommandEncoder),
+) -> CliResult<(f64, f64, f64, &'static str)> {
+    let copy = GpuStreamAdd::new(ctx, (bytes / 12).max(1))?;
+    let timer = GpuTimer::new(ctx);
+    timer.time(ctx, |e| copy.record(e))?;
+    timer.time(ctx, record)?;
+    let (mut copies, mut losses, mut walls) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        copies.push(timer.time(ctx, |e| copy.record(e))?.best());
+        let sample = timer.time(ctx, record)?;
+        losses.push(sample.best());
+        walls.push(sample.wall);
+    }
+    let copy_ms = median_ms(&copies) * bytes as f64 / copy.bytes() as f64;
+    let timing = if timer.has_timestamps() {
+        "timestamps"
+    } else {
+        "wall"
+    };
+    Ok((median_ms(&losses), median_ms(&walls), copy_ms, timing))
+}
+
+/// The CPU counterpart of [`time_gpu`].
+fn time_cpu(
+    bytes: u64,
+    reps: usize,
+    run_loss: &mut dyn FnMut() -> CliResult<()>,
+) -> CliResult<(f64, f64)> {
+    let m = (bytes / 12).max(1) as usize;
+    let (a, b, mut c) = (vec![1.0f32; m], vec![2.0f32; m], vec![0.0f32; m]);
+    let mut run_copy = || -> CliResult<()> {
+        cpu_stream_add(&a, &b, &mut c);
+        Ok(())
+    };
+    let time = |f: &mut dyn FnMut() -> CliResult<()>| -> CliResult<Duration> {
+        let t = Instant::now();
+        f()?;
+        Ok(t.elapsed())
+    };
+    // Warm-up: touch every page once.
+    time(&mut run_copy)?;
+    time(run_loss)?;
+    let (mut copies, mut losses) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        copies.push(time(&mut run_copy)?);
+        losses.push(time(run_loss)?);
+    }
+    Ok((
+        median_ms(&losses),
+        median_ms(&copies) * bytes as f64 / (12 * m) as f64,
+    ))
 }
 
 pub fn run(args: BenchArgs) -> CliResult<()> {
     let names: Vec<String> = if args.loss.is_empty() {
         wgloss::ELEMENTWISE_NAMES
             .iter()
+            .chain(wgloss::CLASSWISE_NAMES)
             .map(|s| s.to_string())
             .collect()
     } else {
         args.loss.clone()
     };
-    // Validate every name before measuring anything.
-    let specs: Vec<ElementwiseSpec> = names
+    let shapes: Vec<(usize, usize)> = args
+        .shapes
         .iter()
-        .map(|n| {
-            build_spec(n, &[], None).map(|s| {
-                if s.reduction == Reduction::None {
-                    s.with_reduction(Reduction::Mean)
-                } else {
-                    s
-                }
-            })
-        })
+        .map(|s| parse_shape(s))
         .collect::<CliResult<_>>()?;
+    // Validate every name before measuring anything; measure the mean (what training uses).
+    let mut jobs = Vec::new();
+    for name in &names {
+        if ElementwiseLoss::from_name(name).is_ok() {
+            let s = build_spec(name, &[], None)?;
+            let s = if s.reduction == Reduction::None {
+                s.with_reduction(Reduction::Mean)
+            } else {
+                s
+            };
+            jobs.push(Job::Elementwise(s));
+        } else {
+            let loss = ClassLoss::from_name(name)?;
+            for &(r, c) in &shapes {
+                jobs.push(Job::Class(ClassSpec::new(loss.clone()), r, c));
+            }
+        }
+    }
     let n = args.n.max(1);
     let reps = args.reps.max(1);
     let gpu = matches!(args.backend, Which::Gpu | Which::Both);
     let cpu = matches!(args.backend, Which::Cpu | Which::Both);
     let ctx = if gpu { Some(Context::new()?) } else { None };
-    if let Some(ctx) = &ctx {
-        wgloss::bench::check_fits(ctx, n as u64)?;
-    }
-    let bar = ProgressBar::new((specs.len() * (gpu as usize + cpu as usize)) as u64);
+    let bar = ProgressBar::new((jobs.len() * (gpu as usize + cpu as usize)) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut rows: Vec<Row> = Vec::new();
     let mut mismatches = Vec::new();
-    for spec in &specs {
-        let data = tiled(&spec.loss, n);
-        let ops = data.operands(&spec.loss, false);
-        let layout = ops.validate(spec)?;
-        if let Some(ctx) = &ctx {
-            bar.set_message(format!("{} on the GPU", spec.loss.name()));
-            rows.push(bench_gpu(ctx, spec, &ops, layout, reps)?);
-            bar.inc(1);
-        }
-        if cpu {
-            bar.set_message(format!("{} on the CPU", spec.loss.name()));
-            let c = bench_cpu(spec, &ops, layout, reps)?;
-            // With both backends, the GPU's last results must match the CPU's.
-            if let Some(g) = rows.last_mut().filter(|r| r.backend == "gpu" && gpu) {
-                g.checked = Some(agree(g, &c));
-                if g.checked == Some(false) {
-                    mismatches.push(spec.loss.name());
+    for job in &jobs {
+        let mut measured = Vec::new();
+        match job {
+            Job::Elementwise(spec) => {
+                let data = tiled(&spec.loss, n);
+                let ops = data.operands(&spec.loss, false);
+                let layout = ops.validate(spec)?;
+                if let Some(ctx) = &ctx {
+                    wgloss::bench::check_fits(ctx, n as u64)?;
+                    bar.set_message(format!("{} on the GPU", spec.loss.name()));
+                    measured.push(bench_gpu(ctx, spec, &ops, layout, reps)?);
+                    bar.inc(1);
+                }
+                if cpu {
+                    bar.set_message(format!("{} on the CPU", spec.loss.name()));
+                    measured.push(bench_cpu(spec, &ops, layout, reps)?);
+                    bar.inc(1);
                 }
             }
-            rows.push(c);
-            bar.inc(1);
+            Job::Class(spec, r, c) => {
+                let data = ClassData::tiled(*r, *c);
+                let ops = data.operands(&spec.loss);
+                if let Some(ctx) = &ctx {
+                    wgloss::bench::check_fits(ctx, (r * c) as u64)?;
+                    bar.set_message(format!("{} {r}x{c} on the GPU", spec.loss.name()));
+                    measured.push(bench_class_gpu(ctx, spec, &ops, reps)?);
+                    bar.inc(1);
+                }
+                if cpu {
+                    bar.set_message(format!("{} {r}x{c} on the CPU", spec.loss.name()));
+                    measured.push(bench_class_cpu(spec, &ops, reps)?);
+                    bar.inc(1);
+                }
+            }
         }
-        if args.json {
-            for row in rows.iter().rev().take(gpu as usize + cpu as usize).rev() {
+        // With both backends, the GPU's last results must match the CPU's.
+        if let [g, c] = &mut measured[..] {
+            g.checked = Some(agree(g, c));
+            if g.checked == Some(false) {
+                mismatches.push(job.name());
+            }
+        }
+        for row in measured {
+            if args.json {
                 bar.suspend(|| println!("{}", row.json()));
             }
+            rows.push(row);
         }
     }
     bar.finish_and_clear();
     if !args.json {
         println!(
-            "{:<16} {:<4} {:>10} {:>9} {:>10} {:>9} {:>10} {:>7}  timing",
-            "loss", "", "n", "MB", "median ms", "GB/s", "copy GB/s", "ratio"
+            "{:<22} {:<4} {:>13} {:>9} {:>10} {:>9} {:>10} {:>7}  {:<10} check",
+            "loss", "", "n", "MB", "median ms", "GB/s", "copy GB/s", "ratio", "timing"
         );
         for r in &rows {
+            let n = match r.shape {
+                Some((rows, classes)) => format!("{rows}x{classes}"),
+                None => r.n.to_string(),
+            };
             println!(
-                "{:<16} {:<4} {:>10} {:>9.1} {:>10.3} {:>9.2} {:>10.2} {:>6.0}%  {}",
+                "{:<22} {:<4} {:>13} {:>9.1} {:>10.3} {:>9.2} {:>10.2} {:>6.0}%  {:<10} {}",
                 r.loss,
                 r.backend,
-                r.n,
+                n,
                 r.bytes as f64 / 1e6,
                 r.median_ms,
                 r.gbps(),
                 r.copy_gbps(),
                 100.0 * r.gbps() / r.copy_gbps(),
-                r.timing
+                r.timing,
+                match r.checked {
+                    Some(true) => "agrees with the CPU",
+                    Some(false) => "MISMATCH with the CPU",
+                    None => "",
+                }
             );
         }
         if let Some(r) = rows.iter().find(|r| r.backend == "gpu") {
@@ -224,7 +350,7 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
     if !mismatches.is_empty() {
         return Err(CliError::Mismatch {
             failures: mismatches.len(),
-            cases: specs.len(),
+            cases: jobs.len(),
         });
     }
     Ok(())
@@ -236,12 +362,83 @@ fn agree(gpu: &Row, cpu: &Row) -> bool {
     close(&[gpu.value], &[cpu.value]) && close(&gpu.grad, &cpu.grad)
 }
 
-fn upload(ctx: &Context, data: &[f32]) -> wgpu::Buffer {
+/// Operands of `n` elements: a seeded sample of at most 2^20, repeated (values do not change
+/// the time, and generating 2^26 random values per operand would dominate the run).
+fn tiled(loss: &ElementwiseLoss, n: usize) -> wgloss::sample::SampleData {
+    let base = wgloss::sample::sample(loss, n.min(1 << 20), 7);
+    let tile = |v: &[f32]| -> Vec<f32> { v.iter().copied().cycle().take(n).collect() };
+    wgloss::sample::SampleData {
+        input: tile(&base.input),
+        target: tile(&base.target),
+        weight: Vec::new(),
+        var: tile(&base.var),
+        pos_weight: base.pos_weight,
+        grad_output: Vec::new(),
+    }
+}
+
+/// Class data of `rows × classes`: 64 seeded rows, repeated.
+struct ClassData {
+    classes: usize,
+    logits: Vec<f32>,
+    indices: Vec<i32>,
+    classes_only: Vec<i32>,
+    probs: Vec<f32>,
+    labels: Vec<f32>,
+    lists: Vec<i32>,
+}
+
+impl ClassData {
+    fn tiled(rows: usize, classes: usize) -> Self {
+        let base = wgloss::sample::sample_class(rows.min(64), classes, 7);
+        fn tile<T: Copy>(v: &[T], n: usize) -> Vec<T> {
+            v.iter().copied().cycle().take(n).collect()
+        }
+        let n = rows * classes;
+        ClassData {
+            classes,
+            logits: tile(&base.logits, n),
+            indices: tile(&base.indices, rows),
+            classes_only: tile(&base.classes_only, rows),
+            probs: tile(&base.probs, n),
+            labels: tile(&base.labels, n),
+            lists: tile(&base.lists, n),
+        }
+    }
+
+    fn operands(&self, loss: &ClassLoss) -> ClassOperands<'_> {
+        let target = match loss {
+            ClassLoss::CrossEntropy { .. } | ClassLoss::Nll { .. } => {
+                ClassTarget::Indices(&self.indices)
+            }
+            ClassLoss::KlDiv { .. } => ClassTarget::Values(&self.probs),
+            ClassLoss::MultilabelSoftMargin => ClassTarget::Values(&self.labels),
+            ClassLoss::MultilabelMargin => ClassTarget::Indices(&self.lists),
+            _ => ClassTarget::Indices(&self.classes_only),
+        };
+        ClassOperands::new(&self.logits, self.classes, target)
+    }
+}
+
+/// The minimum traffic of a class-dimension loss with its gradient: the input read once, the
+/// gradient written once, the targets read once.
+fn class_bytes(ops: &ClassOperands, kind: TargetKind) -> u64 {
+    let n = ops.input.len() as u64;
+    let rows = n / ops.classes as u64;
+    8 * n
+        + 4 * if kind == TargetKind::ClassIndex {
+            rows
+        } else {
+            n
+        }
+}
+
+fn upload(ctx: &Context, data: &[u8]) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
     ctx.device()
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("bench operand"),
-            contents: bytemuck::cast_slice(data),
+            contents: data,
             usage: wgpu::BufferUsages::STORAGE,
         })
 }
@@ -263,9 +460,9 @@ fn bench_gpu(
     reps: usize,
 ) -> CliResult<Row> {
     let n = ops.input.len();
-    let input = upload(ctx, ops.input);
-    let target = ops.target.map(|t| upload(ctx, t));
-    let var = ops.var.map(|v| upload(ctx, v));
+    let input = upload(ctx, bytemuck::cast_slice(ops.input));
+    let target = ops.target.map(|t| upload(ctx, bytemuck::cast_slice(t)));
+    let var = ops.var.map(|v| upload(ctx, bytemuck::cast_slice(v)));
     let grad = output(ctx, n);
     let grad_var = spec.loss.has_grad_var().then(|| output(ctx, n));
     let loss = output(ctx, 1);
@@ -279,35 +476,22 @@ fn bench_gpu(
     })?;
     // The minimum traffic, as for the CPU row (the partial sums are the kernel's own cost).
     let bytes = layout.traffic_bytes(spec);
-    let copy = GpuStreamAdd::new(ctx, (bytes / 12).max(1))?;
-    let timer = GpuTimer::new(ctx);
-    timer.time(ctx, |e| copy.record(e))?;
-    timer.time(ctx, |e| bound.record(e))?;
-    let (mut copies, mut losses, mut walls) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..reps {
-        copies.push(timer.time(ctx, |e| copy.record(e))?.best());
-        let sample = timer.time(ctx, |e| bound.record(e))?;
-        losses.push(sample.best());
-        walls.push(sample.wall);
-    }
+    let (median, wall, copy, timing) = time_gpu(ctx, bytes, reps, &|e| bound.record(e))?;
     Ok(Row {
-        value: ctx.read_f32(&loss, 0, 1)?[0],
-        grad: ctx.read_f32(&grad, 0, n)?,
-        checked: None,
         loss: spec.loss.name().to_string(),
         backend: "gpu",
         adapter: ctx.adapter().info.name.clone(),
         n,
+        shape: None,
         bytes,
-        median_ms: median_ms(&losses),
-        wall_ms: median_ms(&walls),
-        copy_ms: median_ms(&copies) * bytes as f64 / copy.bytes() as f64,
-        timing: if timer.has_timestamps() {
-            "timestamps"
-        } else {
-            "wall"
-        },
+        median_ms: median,
+        wall_ms: wall,
+        copy_ms: copy,
+        timing,
         dispatches: Some(plan.dispatches()),
+        value: ctx.read_f32(&loss, 0, 1)?[0],
+        grad: ctx.read_f32(&grad, 0, n)?,
+        checked: None,
     })
 }
 
@@ -321,15 +505,9 @@ fn bench_cpu(
     let bytes = layout.traffic_bytes(spec);
     let mut grad = vec![0.0f32; n];
     let mut grad_var = spec.loss.has_grad_var().then(|| vec![0.0f32; n]);
-    let m = (bytes / 12).max(1) as usize;
-    let (a, b, mut c) = (vec![1.0f32; m], vec![2.0f32; m], vec![0.0f32; m]);
-    let time = |f: &mut dyn FnMut() -> CliResult<()>| -> CliResult<Duration> {
-        let t = Instant::now();
-        f()?;
-        Ok(t.elapsed())
-    };
-    let mut run_loss = || -> CliResult<()> {
-        cpu::compute_into(
+    let mut value = 0.0;
+    let (median, copy) = time_cpu(bytes, reps, &mut || {
+        value = cpu::compute_into(
             spec,
             ops,
             cpu::CpuOutputs {
@@ -337,43 +515,103 @@ fn bench_cpu(
                 grad_var: grad_var.as_deref_mut(),
                 loss: None,
             },
-        )?;
+        )?
+        .unwrap_or(f64::NAN) as f32;
         Ok(())
-    };
-    let mut run_copy = || -> CliResult<()> {
-        cpu_stream_add(&a, &b, &mut c);
-        Ok(())
-    };
-    // Warm-up: touch every page once.
-    time(&mut run_copy)?;
-    time(&mut run_loss)?;
-    let (mut copies, mut losses) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        copies.push(time(&mut run_copy)?);
-        losses.push(time(&mut run_loss)?);
-    }
-    let value = cpu::compute_into(
-        spec,
-        ops,
-        cpu::CpuOutputs {
-            grad_input: Some(&mut grad),
-            ..Default::default()
-        },
-    )?
-    .unwrap_or(f64::NAN) as f32;
+    })?;
     Ok(Row {
-        value,
-        grad,
-        checked: None,
         loss: spec.loss.name().to_string(),
         backend: "cpu",
         adapter: cpu_name(),
         n,
+        shape: None,
         bytes,
-        median_ms: median_ms(&losses),
-        wall_ms: median_ms(&losses),
-        copy_ms: median_ms(&copies) * bytes as f64 / (12 * m) as f64,
+        median_ms: median,
+        wall_ms: median,
+        copy_ms: copy,
         timing: "wall",
         dispatches: None,
+        value,
+        grad,
+        checked: None,
+    })
+}
+
+fn bench_class_gpu(
+    ctx: &Context,
+    spec: &ClassSpec,
+    ops: &ClassOperands,
+    reps: usize,
+) -> CliResult<Row> {
+    let layout = ops.validate(spec)?;
+    let (rows, classes) = (layout.rows, layout.classes);
+    let input = upload(ctx, bytemuck::cast_slice(ops.input));
+    let target = match ops.target {
+        ClassTarget::Indices(t) => upload(ctx, bytemuck::cast_slice(t)),
+        ClassTarget::Values(t) => upload(ctx, bytemuck::cast_slice(t)),
+    };
+    let grad = output(ctx, rows * classes);
+    let loss = output(ctx, 1);
+    let plan = ctx.prepare_class(
+        spec,
+        ClassGpuLayout::new(rows as u64, classes as u32, layout.target),
+    )?;
+    let bound = plan.bind(&ClassBuffers {
+        input: BufferRange::from(&input),
+        target: BufferRange::from(&target),
+        weight: None,
+        grad_output: None,
+        grad_input: Some(BufferRange::from(&grad)),
+        loss: BufferRange::from(&loss),
+        row_extras: None,
+    })?;
+    let bytes = class_bytes(ops, layout.target);
+    let (median, wall, copy, timing) = time_gpu(ctx, bytes, reps, &|e| bound.record(e))?;
+    Ok(Row {
+        loss: spec.loss.name().to_string(),
+        backend: "gpu",
+        adapter: ctx.adapter().info.name.clone(),
+        n: rows * classes,
+        shape: Some((rows, classes)),
+        bytes,
+        median_ms: median,
+        wall_ms: wall,
+        copy_ms: copy,
+        timing,
+        dispatches: Some(plan.dispatches()),
+        value: ctx.read_f32(&loss, 0, 1)?[0],
+        grad: ctx.read_f32(&grad, 0, rows * classes)?,
+        checked: None,
+    })
+}
+
+fn bench_class_cpu(spec: &ClassSpec, ops: &ClassOperands, reps: usize) -> CliResult<Row> {
+    let layout = ops.validate(spec)?;
+    let (rows, classes) = (layout.rows, layout.classes);
+    let bytes = class_bytes(ops, layout.target);
+    let mut grad = vec![0.0f32; rows * classes];
+    let mut value = 0.0;
+    let (median, copy) = time_cpu(bytes, reps, &mut || {
+        value = cpu::compute_class_into(spec, ops, &mut grad)?
+            .value
+            .scalar()
+            .unwrap_or(f32::NAN);
+        Ok(())
+    })?;
+    Ok(Row {
+        loss: spec.loss.name().to_string(),
+        backend: "cpu",
+        adapter: cpu_name(),
+        n: rows * classes,
+        shape: Some((rows, classes)),
+        bytes,
+        median_ms: median,
+        wall_ms: median,
+        copy_ms: copy,
+        timing: "wall",
+        dispatches: None,
+        value,
+        grad,
+        checked: None,
     })
 }
