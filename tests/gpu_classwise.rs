@@ -394,3 +394,110 @@ fn many_rows_of_thousands_of_classes_stay_correct() {
         }
     }
 }
+
+#[test]
+fn bad_class_input_is_a_clear_error_before_launch() {
+    let ctx = gpu();
+    let d = class_data(4, 3, 2);
+    let both = |spec: &ClassSpec, ops: &ClassOperands| -> wgloss::Error {
+        let c = cpu::compute_class(spec, ops).expect_err("the CPU path accepted bad input");
+        if let Some(ctx) = &ctx {
+            let g = ctx
+                .compute_class(spec, ops)
+                .expect_err("the GPU path accepted bad input");
+            assert_eq!(g.to_string(), c.to_string());
+        }
+        c
+    };
+    let indices = ClassTarget::Indices(&d.indices);
+    let ce_spec = |ls: f32| ClassSpec::new(ce(ls, 0.0, 0.0));
+    for ls in [-0.1, 1.5, f32::NAN] {
+        let e = both(&ce_spec(ls), &ClassOperands::new(&d.logits, 3, indices));
+        assert!(
+            matches!(
+                e,
+                wgloss::Error::InvalidOption {
+                    option: "label_smoothing",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    let e = both(
+        &ClassSpec::new(ClassLoss::MultiMargin { p: 3, margin: 1.0 }),
+        &ClassOperands::new(&d.logits, 3, ClassTarget::Indices(&d.classes_only)),
+    );
+    assert!(
+        matches!(e, wgloss::Error::InvalidOption { option: "p", .. }),
+        "{e}"
+    );
+    let e = both(
+        &ce_spec(0.0),
+        &ClassOperands::new(&d.logits, 3, indices).weight(&d.weight[..2]),
+    );
+    assert!(
+        matches!(
+            e,
+            wgloss::Error::LengthMismatch {
+                operand: wgloss::Operand::Weight,
+                expected: 3,
+                actual: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = both(
+        &ce_spec(0.0),
+        &ClassOperands::new(&d.logits, 3, ClassTarget::Indices(&d.indices[..3])),
+    );
+    assert!(
+        matches!(
+            e,
+            wgloss::Error::LengthMismatch {
+                operand: wgloss::Operand::Target,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = both(
+        &ce_spec(0.0),
+        &ClassOperands::new(&d.logits[..11], 3, indices),
+    );
+    assert!(matches!(e, wgloss::Error::Shape { .. }), "{e}");
+    let e = both(
+        &ClassSpec::new(ClassLoss::KlDiv { log_target: false }),
+        &ClassOperands::new(&d.logits, 3, indices),
+    );
+    assert!(e.to_string().contains("takes per-class values"), "{e}");
+    let e = both(
+        &ce_spec(0.0).with_reduction(Reduction::BatchMean),
+        &ClassOperands::new(&d.logits, 3, indices),
+    );
+    assert!(matches!(e, wgloss::Error::InvalidReduction { .. }), "{e}");
+    let e = both(
+        &ClassSpec::new(ClassLoss::MulticlassHinge { margin: 1.0 }),
+        &ClassOperands::new(&d.logits, 3, indices),
+    );
+    assert!(
+        matches!(e, wgloss::Error::ClassIndex { value: -100, .. }),
+        "hinge has no ignore_index: {e}"
+    );
+}
+
+#[test]
+fn the_largest_vocabulary_262144_classes() {
+    let Some(ctx) = gpu() else { return };
+    let classes = 262_144;
+    let d = class_data(2, classes, 12);
+    let spec = ClassSpec::new(ce(0.1, 1e-4, 0.0));
+    let ops = ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.classes_only))
+        .weight(&d.weight);
+    close(
+        "2x262144",
+        &ctx.compute_class(&spec, &ops).unwrap(),
+        &cpu::compute_class(&spec, &ops).unwrap(),
+    );
+}
