@@ -477,13 +477,22 @@ fn bad_class_input_is_a_clear_error_before_launch() {
         &ClassOperands::new(&d.logits, 3, indices),
     );
     assert!(matches!(e, wgloss::Error::InvalidReduction { .. }), "{e}");
+    let mut with_ignored = d.classes_only.clone();
+    with_ignored[1] = -100;
     let e = both(
         &ClassSpec::new(ClassLoss::MulticlassHinge { margin: 1.0 }),
-        &ClassOperands::new(&d.logits, 3, indices),
+        &ClassOperands::new(&d.logits, 3, ClassTarget::Indices(&with_ignored)),
     );
     assert!(
-        matches!(e, wgloss::Error::ClassIndex { value: -100, .. }),
-        "hinge has no ignore_index: {e}"
+        matches!(
+            e,
+            wgloss::Error::ClassIndex {
+                row: 1,
+                value: -100,
+                ..
+            }
+        ),
+        "multiclass_hinge has no ignore_index: {e}"
     );
 }
 
