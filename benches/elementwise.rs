@@ -16,8 +16,8 @@ use wgloss::bench::{check_fits, cpu_stream_add, GpuStreamAdd};
 use wgloss::cpu::{self, CpuOutputs};
 use wgloss::sample::{sample, SampleData};
 use wgloss::{
-    BoundElementwise, Context, ElementwiseBuffers, ElementwiseLayout, ElementwiseLoss,
-    ElementwiseSpec, Operands, Reduction,
+    BoundLoss, Context, ElementwiseBuffers, ElementwiseLayout, ElementwiseLoss, ElementwiseSpec,
+    Operands, Reduction,
 };
 
 const DEFAULT_N: usize = 1 << 22;
@@ -92,7 +92,7 @@ fn submit_and_wait(ctx: &Context, record: impl FnOnce(&mut wgpu::CommandEncoder)
 /// `spec` prepared for `x.len()` elements and bound to buffers of its own (`x` and `y`
 /// uploaded once), which it keeps alive.
 struct Bound {
-    bound: BoundElementwise,
+    bound: BoundLoss,
     _buffers: Vec<wgpu::Buffer>,
 }
 

@@ -16,8 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use wgpu::util::DeviceExt;
 
 use wgloss::{
-    BoundClass, BufferRange, ClassBuffers, ClassGpuLayout, ClassLoss, ClassSpec, Context,
-    TargetKind,
+    BoundLoss, BufferRange, ClassBuffers, ClassGpuLayout, ClassLoss, ClassSpec, Context, TargetKind,
 };
 
 const FEATURES: usize = 64;
@@ -443,7 +442,7 @@ pub fn train(ctx: &Context, epochs: usize, log_every: usize) -> Result<Report, B
         &ce,
         ClassGpuLayout::new(BATCH as u64, CLASSES as u32, TargetKind::ClassIndex),
     )?;
-    let steps: Vec<([Dispatch; 2], BoundClass, [Dispatch; 5])> = (0..batches)
+    let steps: Vec<([Dispatch; 2], BoundLoss, [Dispatch; 5])> = (0..batches)
         .map(|i| -> Result<_, Box<dyn Error>> {
             let row0 = i * BATCH;
             let bound = plan.bind(&ClassBuffers {

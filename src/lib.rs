@@ -8,7 +8,7 @@
 //!
 //! * **Engine level**, for code that owns a `wgpu::Device`: [`Context::prepare_elementwise`]
 //!   builds (and caches) what a loss needs for a size, [`ElementwisePlan::bind`] binds the
-//!   caller's buffers once, and [`BoundElementwise::record`] records the loss and its gradient
+//!   caller's buffers once, and [`BoundLoss::record`] records the loss and its gradient
 //!   into the caller's `CommandEncoder`: no submit, no readback, no allocation.
 //! * **Convenience level**: [`Context::compute`] takes host slices and returns a
 //!   [`LossOutput`] with the loss and its gradient (and [`Context::compute_async`]).
@@ -40,8 +40,8 @@ pub mod spec;
 pub use context::{enumerate_adapters, AdapterReport, Context, ContextOptions};
 pub use error::{Error, Operand, Result};
 pub use gpu::{
-    BoundClass, BoundElementwise, BufferRange, ClassBuffers, ClassGpuLayout, ClassPlan,
-    ElementwiseBuffers, ElementwisePlan, PipelineKey, ReduceStrategy,
+    BoundLoss, BufferRange, ClassBuffers, ClassGpuLayout, ClassPlan, ElementwiseBuffers,
+    ElementwisePlan, PipelineKey, ReduceStrategy,
 };
 pub use output::{ClassOutput, LossOutput, LossValue};
 pub use spec::classwise::{

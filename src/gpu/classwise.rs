@@ -12,13 +12,15 @@ use wgpu::util::DeviceExt;
 
 use crate::context::Context;
 use crate::error::{Error, Operand, Result};
-use crate::gpu::launch::{grid_for, or_placeholder, BufferRange, LaunchParams, UniformSlots};
+use crate::gpu::launch::{
+    grid_for, or_placeholder, partials_buffer, BufferRange, LaunchParams, UniformSlots,
+};
 use crate::gpu::pipelines::{Kernel, PipelineKey, RowLoss, RowVariant};
+use crate::gpu::record::{bind_group, validated, BoundLoss, OperandCheck, F32};
 use crate::output::{ClassOutput, LossValue};
 use crate::spec::classwise::{ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind};
 use crate::spec::Reduction;
 
-const F32: u64 = 4;
 /// Bytes of the status the pre-pass writes: divisor (f32 bits), first bad row (or
 /// `u32::MAX`), its class index (i32 bits), reserved.
 pub const STATUS_BYTES: u64 = 16;
@@ -193,7 +195,6 @@ impl Context {
                 TargetKind::ClassIndex | TargetKind::PerClassValue,
             ) => {}
             (l, t) if l.target_kind() == t => {}
-            (_, TargetKind::PerClassValue) if false => {}
             (l, _) => {
                 return Err(Error::Shape {
                     loss,
@@ -366,30 +367,19 @@ impl Context {
             divisor,
             ..Default::default()
         });
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let uniforms = UniformSlots::new(&self.device, &self.queue, &launch, &slots);
-        let partials = reduced.then(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgloss row partials"),
-                size: total_partials as u64 * F32,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            })
-        });
-        // No bad row until the pre-pass says otherwise (and no pre-pass: none to say).
-        let status = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgloss class status"),
-                contents: bytemuck::cast_slice(&[1.0f32.to_bits(), u32::MAX, 0, 0]),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                label,
-                message: e.to_string(),
-            });
-        }
+        let (uniforms, partials, status) = validated(&self.device, &label, || {
+            let uniforms = UniformSlots::new(&self.device, &self.queue, &launch, &slots);
+            let partials = reduced.then(|| partials_buffer(&self.device, total_partials));
+            // No bad row until the pre-pass says otherwise (and no pre-pass: none to say).
+            let status = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("wgloss class status"),
+                    contents: bytemuck::cast_slice(&[1.0f32.to_bits(), u32::MAX, 0, 0]),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                });
+            (uniforms, partials, status)
+        })?;
         Ok(ClassPlan {
             device: self.device.clone(),
             spec: spec.clone(),
@@ -477,54 +467,55 @@ impl ClassPlan {
     }
 
     /// Binds the caller's buffers, checking every range once.
-    pub fn bind(&self, bufs: &ClassBuffers) -> Result<BoundClass> {
-        let loss = self.spec.loss.name();
+    pub fn bind(&self, bufs: &ClassBuffers) -> Result<BoundLoss> {
         let l = &self.layout;
         let (rows, c) = (l.rows, l.classes as u64);
-        let align = self.storage_align;
-        let index = l.target == TargetKind::ClassIndex;
-        let target_row_bytes = if index { F32 } else { c * F32 };
-        let reduced = self.spec.reduction.is_reduced();
-        let expect =
-            |operand, range: Option<BufferRange<'_>>, wanted: bool, bytes: u64| -> Result<()> {
-                match (range, wanted) {
-                    (Some(r), true) => r.check(operand, bytes, align),
-                    (None, false) => Ok(()),
-                    (None, true) => Err(Error::MissingOperand { loss, operand }),
-                    (Some(_), false) => Err(Error::UnexpectedOperand {
-                        loss,
-                        operand,
-                        hint: " in the layout this plan was prepared with",
-                    }),
-                }
-            };
-        bufs.input.check(Operand::Input, rows * c * F32, align)?;
-        bufs.target
-            .check(Operand::Target, rows * target_row_bytes, align)?;
-        expect(Operand::Weight, bufs.weight, l.weight, c * F32)?;
+        let check = OperandCheck {
+            loss: self.spec.loss.name(),
+            align: self.storage_align,
+        };
+        let target_row_bytes = match l.target {
+            TargetKind::ClassIndex => F32,
+            _ => c * F32,
+        };
         let terms = self.per_row_terms();
-        expect(
+        bufs.input
+            .check(Operand::Input, rows * c * F32, check.align)?;
+        bufs.target
+            .check(Operand::Target, rows * target_row_bytes, check.align)?;
+        let loss_bytes = match self.spec.reduction.is_reduced() {
+            true => F32,
+            false => rows * terms * F32,
+        };
+        bufs.loss.check(Operand::Loss, loss_bytes, check.align)?;
+        check.optional(Operand::Weight, bufs.weight, l.weight, c * F32)?;
+        let grad_output_bytes = rows * terms * F32;
+        check.optional(
             Operand::GradOutput,
             bufs.grad_output,
             l.grad_output,
-            rows * terms * F32,
+            grad_output_bytes,
         )?;
-        expect(
+        let separate_grad = l.write_grad && !l.in_place;
+        check.optional(
             Operand::GradInput,
             bufs.grad_input,
-            l.write_grad && !l.in_place,
+            separate_grad,
             rows * c * F32,
         )?;
-        expect(Operand::Loss, bufs.row_extras, l.row_extras, rows * 2 * F32)
+        check
+            .optional(Operand::Loss, bufs.row_extras, l.row_extras, rows * 2 * F32)
             .map_err(|e| match e {
-                Error::MissingOperand { loss, .. } | Error::UnexpectedOperand { loss, .. } => Error::Buffer {
-                    operand: Operand::Loss,
-                    problem: format!("{loss}: row_extras must be given exactly when the layout asks for them"),
-                },
+                Error::MissingOperand { loss, .. } | Error::UnexpectedOperand { loss, .. } => {
+                    Error::Buffer {
+                        operand: Operand::Loss,
+                        problem: format!(
+                            "{loss}: row_extras must be given exactly when the layout asks for them"
+                        ),
+                    }
+                }
                 e => e,
             })?;
-        let loss_bytes = if reduced { F32 } else { rows * terms * F32 };
-        bufs.loss.check(Operand::Loss, loss_bytes, align)?;
         let inputs = [
             (Operand::Input, Some(bufs.input)),
             (Operand::Target, Some(bufs.target)),
@@ -536,37 +527,37 @@ impl ClassPlan {
             (Operand::Loss, Some(bufs.loss)),
             (Operand::Loss, bufs.row_extras),
         ];
-        for (out, o) in outputs.iter().filter_map(|(op, r)| r.map(|r| (*op, r))) {
-            for (inp, i) in inputs.iter().filter_map(|(op, r)| r.map(|r| (*op, r))) {
-                // In place, the input is written: it may share nothing with the other inputs.
-                let clash = o.buffer == i.buffer
-                    || (l.in_place && inp != Operand::Input && i.buffer == bufs.input.buffer);
-                if clash {
-                    return Err(Error::Buffer {
-                        operand: out,
-                        problem: format!("the same buffer as {inp}: an output cannot share a buffer with an input"),
-                    });
-                }
-            }
+        check.outputs_apart(&inputs, &outputs)?;
+        if l.in_place {
+            // In place the logits are written: no other input may share their buffer.
+            check.outputs_apart(&inputs[1..], &[(Operand::GradInput, Some(bufs.input))])?;
         }
 
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let read_or = |r, skip, bytes| or_placeholder(r, &self.placeholder_read, skip, bytes);
         let write_or =
             |r, skip, bytes, i: usize| or_placeholder(r, &self.placeholder_write[i], skip, bytes);
         let status = || self.status.as_entire_binding();
-        let rows_layout = self.rows_pipeline.get_bind_group_layout(0);
-        let chunks = self
-            .chunks
-            .iter()
-            .enumerate()
-            .map(|(i, ch)| {
+        let dispatches = validated(&self.device, &self.label, || {
+            let mut dispatches = BoundLoss::new(&self.label, self.traffic_bytes());
+            // Uniform slots: one per chunk, then the pre-pass's, then the final sum's.
+            let slot_prepass = self.chunks.len();
+            if let Some(prepass) = &self.prepass {
+                let resources = [
+                    self.uniforms.binding(slot_prepass),
+                    bufs.target.binding(0, rows * F32),
+                    read_or(bufs.weight, 0, c * F32),
+                    status(),
+                ];
+                let group = bind_group(&self.device, "wgloss class pre-pass", prepass, resources);
+                dispatches.push(prepass, group, [1, 1]);
+            }
+            for (i, ch) in self.chunks.iter().enumerate() {
                 let (r0, n) = (ch.start, ch.rows);
                 let out = match &self.partials {
                     Some(p) => p.as_entire_binding(),
                     None => bufs.loss.binding(r0 * terms * F32, n * terms * F32),
                 };
-                let entries = [
+                let resources = [
                     self.uniforms.binding(i),
                     bufs.input.binding(r0 * c * F32, n * c * F32),
                     bufs.target
@@ -578,133 +569,23 @@ impl ClassPlan {
                     write_or(bufs.row_extras, r0 * 2 * F32, n * 2 * F32, 1),
                     status(),
                 ];
-                let entries: Vec<wgpu::BindGroupEntry> = entries
-                    .into_iter()
-                    .enumerate()
-                    .map(|(binding, resource)| wgpu::BindGroupEntry {
-                        binding: binding as u32,
-                        resource,
-                    })
-                    .collect();
-                let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&self.label),
-                    layout: &rows_layout,
-                    entries: &entries,
-                });
-                (group, ch.grid)
-            })
-            .collect();
-        let slot_prepass = self.chunks.len();
-        let prepass = self.prepass.as_ref().map(|p| {
-            let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("wgloss class pre-pass"),
-                layout: &p.get_bind_group_layout(0),
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: self.uniforms.binding(slot_prepass),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: bufs.target.binding(0, rows * F32),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: read_or(bufs.weight, 0, c * F32),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: status(),
-                    },
-                ],
-            });
-            (p.clone(), group)
-        });
-        let finish = match (&self.finish, &self.partials) {
-            (Some(f), Some(partials)) => {
-                let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("wgloss final sum"),
-                    layout: &f.get_bind_group_layout(0),
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: self.uniforms.binding(slot_prepass + 1),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: partials.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: bufs.loss.binding(0, F32),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: status(),
-                        },
-                    ],
-                });
-                Some((f.clone(), group))
+                let rows_pipeline = &self.rows_pipeline;
+                let group = bind_group(&self.device, &self.label, rows_pipeline, resources);
+                dispatches.push(rows_pipeline, group, ch.grid);
             }
-            _ => None,
-        };
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                label: self.label.clone(),
-                message: e.to_string(),
-            });
-        }
-        Ok(BoundClass {
-            label: self.label.clone(),
-            rows_pipeline: self.rows_pipeline.clone(),
-            prepass,
-            chunks,
-            finish,
-        })
-    }
-}
-
-/// A class-dimension loss bound to buffers: recording adds its dispatches and nothing else.
-pub struct BoundClass {
-    label: String,
-    rows_pipeline: Arc<wgpu::ComputePipeline>,
-    prepass: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
-    chunks: Vec<(wgpu::BindGroup, [u32; 2])>,
-    finish: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
-}
-
-impl BoundClass {
-    /// Records the loss (and its gradient) into `encoder`, in a compute pass of its own.
-    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(&self.label),
-            timestamp_writes: None,
-        });
-        self.record_in_pass(&mut pass);
-    }
-
-    /// Records the loss into a compute pass the caller has begun.
-    pub fn record_in_pass(&self, pass: &mut wgpu::ComputePass<'_>) {
-        if let Some((p, g)) = &self.prepass {
-            pass.set_pipeline(p);
-            pass.set_bind_group(0, g, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-        pass.set_pipeline(&self.rows_pipeline);
-        for (group, grid) in &self.chunks {
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(grid[0], grid[1], 1);
-        }
-        if let Some((p, g)) = &self.finish {
-            pass.set_pipeline(p);
-            pass.set_bind_group(0, g, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-    }
-
-    /// Compute dispatches per recorded call.
-    pub fn dispatches(&self) -> usize {
-        self.prepass.is_some() as usize + self.chunks.len() + self.finish.is_some() as usize
+            if let (Some(finish), Some(partials)) = (&self.finish, &self.partials) {
+                let resources = [
+                    self.uniforms.binding(slot_prepass + 1),
+                    partials.as_entire_binding(),
+                    bufs.loss.binding(0, F32),
+                    status(),
+                ];
+                let group = bind_group(&self.device, "wgloss final sum", finish, resources);
+                dispatches.push(finish, group, [1, 1]);
+            }
+            dispatches
+        })?;
+        Ok(dispatches)
     }
 }
 
@@ -725,39 +606,19 @@ impl Context {
         layout.row_extras = is_ce;
         let plan = self.prepare_class(spec, layout)?;
         let label = plan.label.clone();
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let upload = |name: &str, bytes: &[u8]| {
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(name),
-                    contents: bytes,
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-        };
-        let output = |name: &str, len: usize| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(name),
-                size: (len.max(1) * 4) as u64,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            })
-        };
-        let input = upload("wgloss logits", bytemuck::cast_slice(ops.input));
+        let scopes = self.call_scopes();
+        let input = self.upload("wgloss logits", bytemuck::cast_slice(ops.input));
         let target = match ops.target {
-            ClassTarget::Indices(t) => upload("wgloss targets", bytemuck::cast_slice(t)),
-            ClassTarget::Values(t) => upload("wgloss targets", bytemuck::cast_slice(t)),
+            ClassTarget::Indices(t) => self.upload("wgloss targets", bytemuck::cast_slice(t)),
+            ClassTarget::Values(t) => self.upload("wgloss targets", bytemuck::cast_slice(t)),
         };
-        let weight = ops
-            .weight
-            .map(|w| upload("wgloss class weights", bytemuck::cast_slice(w)));
-        let grad_output = ops
-            .grad_output
-            .map(|g| upload("wgloss grad_output", bytemuck::cast_slice(g)));
+        let upload = |name: &str, data: &[f32]| self.upload(name, bytemuck::cast_slice(data));
+        let weight = ops.weight.map(|w| upload("wgloss class weights", w));
+        let grad_output = ops.grad_output.map(|g| upload("wgloss grad_output", g));
         let loss_len = plan.loss_len() as usize;
-        let loss = output("wgloss loss", loss_len);
-        let grad = output("wgloss grad_input", rows * c);
-        let extras = is_ce.then(|| output("wgloss row extras", rows * 2));
+        let loss = self.result_buffer("wgloss loss", loss_len);
+        let grad = self.result_buffer("wgloss grad_input", rows * c);
+        let extras = is_ce.then(|| self.result_buffer("wgloss row extras", rows * 2));
         let bound = plan.bind(&ClassBuffers {
             input: BufferRange::from(&input),
             target: BufferRange::from(&target),
@@ -767,7 +628,7 @@ impl Context {
             loss: BufferRange::from(&loss),
             row_extras: extras.as_ref().map(BufferRange::from),
         })?;
-        let sections: Vec<&wgpu::Buffer> = [
+        let results: Vec<&wgpu::Buffer> = [
             Some(&loss),
             Some(&grad),
             extras.as_ref(),
@@ -776,35 +637,7 @@ impl Context {
         .into_iter()
         .flatten()
         .collect();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgloss readback"),
-            size: sections.iter().map(|b| b.size()).sum(),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(&label),
-            });
-        bound.record(&mut encoder);
-        let mut at = 0;
-        for b in &sections {
-            encoder.copy_buffer_to_buffer(b, 0, &staging, at, b.size());
-            at += b.size();
-        }
-        self.queue.submit([encoder.finish()]);
-        let invalid = pollster::block_on(invalid.pop());
-        let oom = pollster::block_on(oom.pop());
-        if let Some(e) = invalid {
-            return Err(Error::Gpu {
-                label,
-                message: e.to_string(),
-            });
-        }
-        if oom.is_some() {
-            return Err(Error::OutOfMemory { label });
-        }
+        let staging = self.submit_for_readback(scopes, &label, |e| bound.record(e), &results)?;
         let bytes = pollster::block_on(self.read_back(&staging))?;
         let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         let mut rest = &values[..];

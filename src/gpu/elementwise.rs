@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::error::{Error, Operand, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::{Operand, Result};
 use crate::gpu::launch::{
-    or_placeholder, plan_chunks, BufferRange, ChunkDispatch, LaunchParams, UniformSlots,
+    or_placeholder, partials_buffer, plan_chunks, BufferRange, ChunkDispatch, LaunchParams,
+    UniformSlots,
 };
 use crate::gpu::pipelines::{ElementwiseVariant, Kernel, PipelineKey};
+use crate::gpu::record::{bind_group, validated, BoundLoss, OperandCheck, F32};
 use crate::spec::elementwise::{AuxInput, ElementwiseLayout, ElementwiseLoss, ElementwiseSpec};
 use crate::spec::Reduction;
-
-const F32: u64 = 4;
 
 /// The caller's buffers for one elementwise loss. Every range holds `f32` values.
 ///
@@ -206,22 +208,12 @@ impl Context {
                 ..Default::default()
             });
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let uniforms = UniformSlots::new(&self.device, &self.queue, &launch, &slots);
-        let partials = reduced.then(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgloss partials"),
-                size: total_partials as u64 * F32,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            })
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                label,
-                message: e.to_string(),
-            });
-        }
+        let (uniforms, partials) = validated(&self.device, &label, || {
+            (
+                UniformSlots::new(&self.device, &self.queue, &launch, &slots),
+                reduced.then(|| partials_buffer(&self.device, total_partials)),
+            )
+        })?;
         Ok(ElementwisePlan {
             device: self.device.clone(),
             spec: spec.clone(),
@@ -292,236 +284,105 @@ impl ElementwisePlan {
     /// # Errors
     /// [`Error::Buffer`], [`Error::MissingOperand`] or [`Error::UnexpectedOperand`] naming the
     /// operand.
-    pub fn bind(&self, bufs: &ElementwiseBuffers) -> Result<BoundElementwise> {
-        let loss = self.spec.loss.name();
+    pub fn bind(&self, bufs: &ElementwiseBuffers) -> Result<BoundLoss> {
         let l = &self.layout;
         let n_bytes = l.len * F32;
-        let align = self.storage_align;
-        let reduced = self.spec.reduction.is_reduced();
-        // (operand, range, required, element-aligned)
-        let expect = |operand: Operand,
-                      range: Option<BufferRange<'_>>,
-                      wanted: bool,
-                      bytes: u64|
-         -> Result<()> {
-            match (range, wanted) {
-                (Some(r), true) => r.check(operand, bytes, align),
-                (None, false) => Ok(()),
-                (None, true) => Err(Error::MissingOperand { loss, operand }),
-                (Some(_), false) => Err(Error::UnexpectedOperand {
-                    loss,
-                    operand,
-                    hint: " in the layout this plan was prepared with",
-                }),
-            }
+        let check = OperandCheck {
+            loss: self.spec.loss.name(),
+            align: self.storage_align,
         };
-        let has_var = self.spec.loss.aux_input() == AuxInput::Var;
         let pos_cols = l.pos_weight_len.unwrap_or(0) as u64;
-        bufs.input.check(Operand::Input, n_bytes, align)?;
-        expect(
+        let writes_grad_var = l.write_grad && self.spec.loss.has_grad_var();
+        bufs.input.check(Operand::Input, n_bytes, check.align)?;
+        let loss_bytes = if self.spec.reduction.is_reduced() {
+            F32
+        } else {
+            n_bytes
+        };
+        bufs.loss.check(Operand::Loss, loss_bytes, check.align)?;
+        check.optional(
             Operand::Target,
             bufs.target,
             self.spec.loss.takes_target(),
             n_bytes,
         )?;
-        expect(Operand::Weight, bufs.weight, l.weight, n_bytes)?;
-        expect(
+        check.optional(Operand::Weight, bufs.weight, l.weight, n_bytes)?;
+        check.optional(
             Operand::PosWeight,
             bufs.pos_weight,
             l.pos_weight_len.is_some(),
             pos_cols * F32,
         )?;
-        expect(Operand::Var, bufs.var, has_var, n_bytes)?;
-        expect(
+        let has_var = self.spec.loss.aux_input() == AuxInput::Var;
+        check.optional(Operand::Var, bufs.var, has_var, n_bytes)?;
+        check.optional(
             Operand::GradOutput,
             bufs.grad_output,
             l.grad_output,
             n_bytes,
         )?;
-        expect(Operand::GradInput, bufs.grad_input, l.write_grad, n_bytes)?;
-        expect(
-            Operand::GradVar,
-            bufs.grad_var,
-            l.write_grad && self.spec.loss.has_grad_var(),
-            n_bytes,
+        check.optional(Operand::GradInput, bufs.grad_input, l.write_grad, n_bytes)?;
+        check.optional(Operand::GradVar, bufs.grad_var, writes_grad_var, n_bytes)?;
+        check.outputs_apart(
+            &[
+                (Operand::Input, Some(bufs.input)),
+                (Operand::Target, bufs.target),
+                (Operand::Weight, bufs.weight),
+                (Operand::PosWeight, bufs.pos_weight),
+                (Operand::Var, bufs.var),
+                (Operand::GradOutput, bufs.grad_output),
+            ],
+            &[
+                (Operand::GradInput, bufs.grad_input),
+                (Operand::GradVar, bufs.grad_var),
+                (Operand::Loss, Some(bufs.loss)),
+            ],
         )?;
-        bufs.loss
-            .check(Operand::Loss, if reduced { F32 } else { n_bytes }, align)?;
-        // A dispatch binds inputs read-only and outputs writable: one buffer cannot be both.
-        let inputs = [
-            (Operand::Input, Some(bufs.input)),
-            (Operand::Target, bufs.target),
-            (Operand::Weight, bufs.weight),
-            (Operand::PosWeight, bufs.pos_weight),
-            (Operand::Var, bufs.var),
-            (Operand::GradOutput, bufs.grad_output),
-        ];
-        let outputs = [
-            (Operand::GradInput, bufs.grad_input),
-            (Operand::GradVar, bufs.grad_var),
-            (Operand::Loss, Some(bufs.loss)),
-        ];
-        for (out, o) in outputs.iter().filter_map(|(op, r)| r.map(|r| (*op, r))) {
-            for (inp, i) in inputs.iter().filter_map(|(op, r)| r.map(|r| (*op, r))) {
-                if o.buffer == i.buffer {
-                    return Err(Error::Buffer {
-                        operand: out,
-                        problem: format!(
-                            "the same buffer as {inp}: an output cannot share a buffer with an input (use another buffer)"
-                        ),
-                    });
-                }
-            }
-        }
 
-        // What the checks above cannot foresee (a buffer of another device, a destroyed one)
-        // comes back as an error, not a panic.
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let layout0 = self.main.get_bind_group_layout(0);
         let read = |r, skip, bytes| or_placeholder(r, &self.placeholder_read, skip, bytes);
         let write =
             |r, skip, bytes, i: usize| or_placeholder(r, &self.placeholder_write[i], skip, bytes);
-        let partials_bytes = self.total_partials as u64 * F32;
-        let chunks = self
-            .chunks
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
+        let dispatches = validated(&self.device, &self.label, || {
+            let mut dispatches = BoundLoss::new(&self.label, self.traffic_bytes());
+            for (i, c) in self.chunks.iter().enumerate() {
                 let (skip, bytes) = (c.start * F32, c.len * F32);
+                let aux = match (bufs.var, bufs.pos_weight) {
+                    (Some(v), _) => v.binding(skip, bytes),
+                    // pos_weight is one row of columns, bound whole to every chunk.
+                    (None, Some(pw)) => pw.binding(0, pos_cols * F32),
+                    (None, None) => self.placeholder_read.as_entire_binding(),
+                };
                 let out = match &self.partials {
-                    Some(p) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: p,
-                        offset: 0,
-                        size: wgpu::BufferSize::new(partials_bytes),
-                    }),
+                    Some(p) => p.as_entire_binding(),
                     None => bufs.loss.binding(skip, bytes),
                 };
-                let entries = [
+                let resources = [
                     self.uniforms.binding(i),
                     bufs.input.binding(skip, bytes),
                     read(bufs.target, skip, bytes),
                     read(bufs.weight, skip, bytes),
-                    match (bufs.var, bufs.pos_weight) {
-                        (Some(v), _) => v.binding(skip, bytes),
-                        (None, Some(pw)) => pw.binding(0, pos_cols * F32),
-                        (None, None) => self.placeholder_read.as_entire_binding(),
-                    },
+                    aux,
                     read(bufs.grad_output, skip, bytes),
                     write(bufs.grad_input, skip, bytes, 0),
                     write(bufs.grad_var, skip, bytes, 1),
                     out,
                 ];
-                let entries: Vec<wgpu::BindGroupEntry> = entries
-                    .into_iter()
-                    .enumerate()
-                    .map(|(binding, resource)| wgpu::BindGroupEntry {
-                        binding: binding as u32,
-                        resource,
-                    })
-                    .collect();
-                let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&self.label),
-                    layout: &layout0,
-                    entries: &entries,
-                });
-                (group, c.grid)
-            })
-            .collect();
-        let finish = match (&self.finish, &self.partials) {
-            (Some(pipeline), Some(partials)) => {
-                let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&self.label),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: self.uniforms.binding(self.chunks.len()),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: partials.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: bufs.loss.binding(0, F32),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: self.placeholder_read.as_entire_binding(),
-                        },
-                    ],
-                });
-                Some((pipeline.clone(), group))
+                let group = bind_group(&self.device, &self.label, &self.main, resources);
+                dispatches.push(&self.main, group, c.grid);
             }
-            _ => None,
-        };
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                label: self.label.clone(),
-                message: e.to_string(),
-            });
-        }
-        Ok(BoundElementwise {
-            label: self.label.clone(),
-            main: self.main.clone(),
-            chunks,
-            finish,
-            traffic_bytes: self.traffic_bytes(),
-        })
-    }
-}
-
-/// An elementwise loss bound to buffers: recording it adds its dispatches to an encoder and
-/// nothing else (no allocation, no submit, no readback).
-pub struct BoundElementwise {
-    label: String,
-    main: Arc<wgpu::ComputePipeline>,
-    chunks: Vec<(wgpu::BindGroup, [u32; 2])>,
-    finish: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
-    traffic_bytes: u64,
-}
-
-impl std::fmt::Debug for BoundElementwise {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoundElementwise")
-            .field("loss", &self.label)
-            .field("dispatches", &self.dispatches())
-            .finish_non_exhaustive()
-    }
-}
-
-impl BoundElementwise {
-    /// Records the loss (and its gradients) into `encoder`, in a compute pass of its own.
-    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(&self.label),
-            timestamp_writes: None,
-        });
-        self.record_in_pass(&mut pass);
-    }
-
-    /// Records the loss into a compute pass the caller has already begun.
-    pub fn record_in_pass(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.main);
-        for (group, grid) in &self.chunks {
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(grid[0], grid[1], 1);
-        }
-        if let Some((pipeline, group)) = &self.finish {
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-    }
-
-    /// Compute dispatches per recorded call.
-    pub fn dispatches(&self) -> usize {
-        self.chunks.len() + self.finish.is_some() as usize
-    }
-
-    /// Minimum memory traffic of one recorded call, in bytes (see
-    /// [`ElementwisePlan::traffic_bytes`]).
-    pub fn traffic_bytes(&self) -> u64 {
-        self.traffic_bytes
+            if let (Some(finish), Some(partials)) = (&self.finish, &self.partials) {
+                let resources = [
+                    self.uniforms.binding(self.chunks.len()),
+                    partials.as_entire_binding(),
+                    bufs.loss.binding(0, F32),
+                    // The final sum's status binding: elementwise means divide by n.
+                    self.placeholder_read.as_entire_binding(),
+                ];
+                let group = bind_group(&self.device, &self.label, finish, resources);
+                dispatches.push(finish, group, [1, 1]);
+            }
+            dispatches
+        })?;
+        Ok(dispatches)
     }
 }

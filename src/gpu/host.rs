@@ -7,8 +7,15 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::gpu::elementwise::ElementwiseBuffers;
 use crate::gpu::launch::BufferRange;
+use crate::gpu::record::validated;
 use crate::output::{LossOutput, LossValue};
 use crate::spec::elementwise::{ElementwiseSpec, Operands};
+
+/// The error scopes of one convenience call (see [`Context::call_scopes`]).
+pub(crate) struct CallScopes {
+    oom: wgpu::ErrorScopeGuard,
+    invalid: wgpu::ErrorScopeGuard,
+}
 
 impl Context {
     /// Computes an elementwise loss and its gradients on the GPU, blocking until done.
@@ -32,26 +39,9 @@ impl Context {
         let layout = ops.validate(spec)?;
         let label = format!("wgloss {}", spec.loss.name());
         crate::bench::check_fits(self, layout.len)?;
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-
+        let scopes = self.call_scopes();
         let n = ops.input.len();
-        let upload = |name: &str, data: &[f32]| {
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(name),
-                    contents: bytemuck::cast_slice(data),
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-        };
-        let output = |name: &str, len: usize| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(name),
-                size: (len * 4) as u64,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            })
-        };
+        let upload = |name: &str, data: &[f32]| self.upload(name, bytemuck::cast_slice(data));
         let input = upload("wgloss input", ops.input);
         let target = ops.target.map(|t| upload("wgloss target", t));
         let weight = ops.weight.map(|w| upload("wgloss weight", w));
@@ -59,12 +49,12 @@ impl Context {
         let var = ops.var.map(|v| upload("wgloss var", v));
         let grad_output = ops.grad_output.map(|g| upload("wgloss grad_output", g));
         let loss_len = if spec.reduction.is_reduced() { 1 } else { n };
-        let loss = output("wgloss loss", loss_len);
-        let grad = output("wgloss grad_input", n);
+        let loss = self.result_buffer("wgloss loss", loss_len);
+        let grad = self.result_buffer("wgloss grad_input", n);
         let grad_var = spec
             .loss
             .has_grad_var()
-            .then(|| output("wgloss grad_var", n));
+            .then(|| self.result_buffer("wgloss grad_var", n));
 
         let plan = self.prepare_elementwise(spec, layout)?;
         let bound = plan.bind(&ElementwiseBuffers {
@@ -78,46 +68,14 @@ impl Context {
             grad_var: grad_var.as_ref().map(BufferRange::from),
             loss: BufferRange::from(&loss),
         })?;
-
-        // One staging buffer for every result, one map.
-        let sections: Vec<(&wgpu::Buffer, u64)> = [Some(&loss), Some(&grad), grad_var.as_ref()]
+        let results: Vec<&wgpu::Buffer> = [Some(&loss), Some(&grad), grad_var.as_ref()]
             .into_iter()
             .flatten()
-            .map(|b| (b, b.size()))
             .collect();
-        let staging_size: u64 = sections.iter().map(|s| s.1).sum();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgloss readback"),
-            size: staging_size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(&label),
-            });
-        bound.record(&mut encoder);
-        let mut at = 0;
-        for (buffer, size) in &sections {
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, at, *size);
-            at += size;
-        }
-        self.queue.submit([encoder.finish()]);
-        // Popped here, not awaited: the scopes resolve at once on native, and a scope guard
-        // held across an await would make this future !Send.
-        let invalid = pollster::block_on(invalid.pop());
-        let oom = pollster::block_on(oom.pop());
-        if let Some(e) = invalid {
-            return Err(Error::Gpu {
-                label,
-                message: e.to_string(),
-            });
-        }
-        if oom.is_some() {
-            return Err(Error::OutOfMemory { label });
-        }
+        let staging = self.submit_for_readback(scopes, &label, |e| bound.record(e), &results)?;
 
+        // The scopes were popped inside `submit_for_readback`, not awaited: they resolve at
+        // once on native, and a scope guard held across an await would make this future !Send.
         let bytes = self.read_back(&staging).await?;
         let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         let (loss_values, rest) = values.split_at(loss_len);
@@ -133,6 +91,77 @@ impl Context {
         })
     }
 
+    /// Pushes the error scopes of a convenience call (out of memory, validation) around its
+    /// allocations, bind groups and submit; [`Context::submit_for_readback`] pops them.
+    pub(crate) fn call_scopes(&self) -> CallScopes {
+        CallScopes {
+            oom: self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            invalid: self.device.push_error_scope(wgpu::ErrorFilter::Validation),
+        }
+    }
+
+    /// A storage buffer holding `bytes`.
+    pub(crate) fn upload(&self, name: &str, bytes: &[u8]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(name),
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+    }
+
+    /// A storage buffer for `len` f32 results (at least one), copyable to a staging buffer.
+    pub(crate) fn result_buffer(&self, name: &str, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Records `record`, copies every buffer of `results` whole into one staging buffer, back
+    /// to back, submits once and pops `scopes`. Returns the staging buffer for
+    /// [`Context::read_back`].
+    pub(crate) fn submit_for_readback(
+        &self,
+        scopes: CallScopes,
+        label: &str,
+        record: impl FnOnce(&mut wgpu::CommandEncoder),
+        results: &[&wgpu::Buffer],
+    ) -> Result<wgpu::Buffer> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgloss readback"),
+            size: results.iter().map(|b| b.size()).sum(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        record(&mut encoder);
+        let mut at = 0;
+        for b in results {
+            encoder.copy_buffer_to_buffer(b, 0, &staging, at, b.size());
+            at += b.size();
+        }
+        self.queue.submit([encoder.finish()]);
+        let invalid = pollster::block_on(scopes.invalid.pop());
+        let oom = pollster::block_on(scopes.oom.pop());
+        if let Some(e) = invalid {
+            return Err(Error::Gpu {
+                label: label.to_owned(),
+                message: e.to_string(),
+            });
+        }
+        if oom.is_some() {
+            return Err(Error::OutOfMemory {
+                label: label.to_owned(),
+            });
+        }
+        Ok(staging)
+    }
+
     /// Reads `len` f32 values of `buffer` from byte `offset` (the buffer needs
     /// `BufferUsages::COPY_SRC`): one copy into a staging buffer, one submit, one wait. For
     /// when an engine wants to look at a loss or a gradient; nothing else in the engine-level
@@ -140,22 +169,18 @@ impl Context {
     pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
         let bytes = (len as u64).saturating_mul(4);
         crate::bench::check_fits(self, bytes / 4)?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgloss read_f32"),
-            size: bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
-        self.queue.submit([encoder.finish()]);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                label: "wgloss read_f32".into(),
-                message: e.to_string(),
+        let staging = validated(&self.device, "wgloss read_f32", || {
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgloss read_f32"),
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
             });
-        }
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+            self.queue.submit([encoder.finish()]);
+            staging
+        })?;
         let raw = pollster::block_on(self.read_back(&staging))?;
         let mut values: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
         values.truncate(len);

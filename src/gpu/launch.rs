@@ -117,6 +117,16 @@ impl UniformSlots {
     }
 }
 
+/// The per-workgroup partial sums of a reduced loss, read back by the final sum.
+pub(crate) fn partials_buffer(device: &wgpu::Device, count: u32) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgloss partials"),
+        size: count.max(1) as u64 * 4,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    })
+}
+
 /// A place in a caller's buffer: the engine-level API reads operands from and writes results
 /// to such ranges. The offset must be a multiple of the device's
 /// `min_storage_buffer_offset_alignment` ([`crate::Context::storage_alignment`], 256 bytes on

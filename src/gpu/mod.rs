@@ -6,8 +6,10 @@ pub mod elementwise;
 mod host;
 pub mod launch;
 pub mod pipelines;
+pub mod record;
 
-pub use classwise::{BoundClass, ClassBuffers, ClassGpuLayout, ClassPlan};
-pub use elementwise::{BoundElementwise, ElementwiseBuffers, ElementwisePlan};
+pub use classwise::{ClassBuffers, ClassGpuLayout, ClassPlan};
+pub use elementwise::{ElementwiseBuffers, ElementwisePlan};
 pub use launch::BufferRange;
 pub use pipelines::{ElementwiseVariant, Kernel, PipelineKey, ReduceStrategy, RowLoss, RowVariant};
+pub use record::BoundLoss;
