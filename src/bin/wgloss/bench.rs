@@ -12,9 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgloss::bench::{cpu_stream_add, median_ms, GpuStreamAdd, GpuTimer};
 use wgloss::compare::Tolerance;
 use wgloss::{
-    cpu, BufferRange, ClassBuffers, ClassGpuLayout, ClassLoss, ClassOperands, ClassSpec,
-    ClassTarget, Context, ElementwiseBuffers, ElementwiseLoss, ElementwiseSpec, Reduction,
-    TargetKind,
+    cpu, BoundLoss, BufferRange, ClassBuffers, ClassGpuLayout, ClassLayout, ClassLoss,
+    ClassOperands, ClassSpec, ClassTarget, Context, ElementwiseBuffers, ElementwiseLoss,
+    ElementwiseSpec, Reduction, TargetKind,
 };
 
 use crate::eval::build_spec;
@@ -272,8 +272,8 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
                 }
             }
             Job::Class(spec, r, c) => {
-                let data = ClassData::tiled(*r, *c);
-                let ops = data.operands(&spec.loss);
+                let data = tiled_class(*r, *c);
+                let ops = data.operands(&spec.loss, false, false);
                 if let Some(ctx) = &ctx {
                     wgloss::bench::check_fits(ctx, (r * c) as u64)?;
                     bar.set_message(format!("{} {r}x{c} on the GPU", spec.loss.name()));
@@ -377,62 +377,29 @@ fn tiled(loss: &ElementwiseLoss, n: usize) -> wgloss::sample::SampleData {
     }
 }
 
-/// Class data of `rows × classes`: 64 seeded rows, repeated.
-struct ClassData {
-    classes: usize,
-    logits: Vec<f32>,
-    indices: Vec<i32>,
-    classes_only: Vec<i32>,
-    probs: Vec<f32>,
-    labels: Vec<f32>,
-    lists: Vec<i32>,
-}
-
-impl ClassData {
-    fn tiled(rows: usize, classes: usize) -> Self {
-        let base = wgloss::sample::sample_class(rows.min(64), classes, 7);
-        fn tile<T: Copy>(v: &[T], n: usize) -> Vec<T> {
-            v.iter().copied().cycle().take(n).collect()
-        }
-        let n = rows * classes;
-        ClassData {
-            classes,
-            logits: tile(&base.logits, n),
-            indices: tile(&base.indices, rows),
-            classes_only: tile(&base.classes_only, rows),
-            probs: tile(&base.probs, n),
-            labels: tile(&base.labels, n),
-            lists: tile(&base.lists, n),
-        }
+/// Class data of `rows × classes`: 64 seeded rows, repeated (as [`tiled`], for the same reason).
+fn tiled_class(rows: usize, classes: usize) -> wgloss::sample::ClassSampleData {
+    let base = wgloss::sample::sample_class(rows.min(64), classes, 7);
+    fn tile<T: Copy>(v: &[T], n: usize) -> Vec<T> {
+        v.iter().copied().cycle().take(n).collect()
     }
-
-    fn operands(&self, loss: &ClassLoss) -> ClassOperands<'_> {
-        let target = match loss {
-            ClassLoss::CrossEntropy { .. } | ClassLoss::Nll { .. } => {
-                ClassTarget::Indices(&self.indices)
-            }
-            ClassLoss::KlDiv { .. } => ClassTarget::Values(&self.probs),
-            ClassLoss::MultilabelSoftMargin => ClassTarget::Values(&self.labels),
-            ClassLoss::MultilabelMargin => ClassTarget::Indices(&self.lists),
-            _ => ClassTarget::Indices(&self.classes_only),
-        };
-        ClassOperands::new(&self.logits, self.classes, target)
+    let n = rows * classes;
+    wgloss::sample::ClassSampleData {
+        rows,
+        classes,
+        logits: tile(&base.logits, n),
+        indices: tile(&base.indices, rows),
+        classes_only: tile(&base.classes_only, rows),
+        probs: tile(&base.probs, n),
+        labels: tile(&base.labels, n),
+        lists: tile(&base.lists, n),
+        weight: base.weight,
+        grad_output: Vec::new(),
     }
 }
 
 /// The minimum traffic of a class-dimension loss with its gradient: the input read once, the
 /// gradient written once, the targets read once.
-fn class_bytes(ops: &ClassOperands, kind: TargetKind) -> u64 {
-    let n = ops.input.len() as u64;
-    let rows = n / ops.classes as u64;
-    8 * n
-        + 4 * if kind == TargetKind::ClassIndex {
-            rows
-        } else {
-            n
-        }
-}
-
 fn upload(ctx: &Context, data: &[u8]) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
     ctx.device()
@@ -452,6 +419,83 @@ fn output(ctx: &Context, len: usize) -> wgpu::Buffer {
     })
 }
 
+/// What a result row measures: the loss, its elements (and rows × classes for the class
+/// family) and the minimum bytes of its forward+backward.
+struct Subject {
+    loss: String,
+    n: usize,
+    shape: Option<(usize, usize)>,
+    bytes: u64,
+}
+
+/// Times a bound loss against the copy kernel, then reads back its last loss and gradient.
+fn gpu_row(
+    ctx: &Context,
+    subject: Subject,
+    reps: usize,
+    bound: &BoundLoss,
+    loss: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+) -> CliResult<Row> {
+    let (median, wall, copy, timing) = time_gpu(ctx, subject.bytes, reps, &|e| bound.record(e))?;
+    Ok(Row {
+        backend: "gpu",
+        adapter: ctx.adapter().info.name.clone(),
+        median_ms: median,
+        wall_ms: wall,
+        copy_ms: copy,
+        timing,
+        dispatches: Some(bound.dispatches()),
+        value: ctx.read_f32(loss, 0, 1)?[0],
+        grad: ctx.read_f32(grad, 0, subject.n)?,
+        checked: None,
+        loss: subject.loss,
+        n: subject.n,
+        shape: subject.shape,
+        bytes: subject.bytes,
+    })
+}
+
+/// Times `run` (which writes the gradient into its argument and returns the reduced loss)
+/// against the CPU copy.
+fn cpu_row(
+    subject: Subject,
+    reps: usize,
+    run: &mut dyn FnMut(&mut [f32]) -> CliResult<f32>,
+) -> CliResult<Row> {
+    let mut grad = vec![0.0f32; subject.n];
+    let mut value = 0.0;
+    let (median, copy) = time_cpu(subject.bytes, reps, &mut || {
+        value = run(&mut grad)?;
+        Ok(())
+    })?;
+    Ok(Row {
+        backend: "cpu",
+        adapter: cpu_name(),
+        median_ms: median,
+        wall_ms: median,
+        copy_ms: copy,
+        timing: "wall",
+        dispatches: None,
+        value,
+        grad,
+        checked: None,
+        loss: subject.loss,
+        n: subject.n,
+        shape: subject.shape,
+        bytes: subject.bytes,
+    })
+}
+
+fn elementwise_subject(spec: &ElementwiseSpec, layout: &wgloss::ElementwiseLayout) -> Subject {
+    Subject {
+        loss: spec.loss.name().to_string(),
+        n: layout.len as usize,
+        shape: None,
+        bytes: layout.traffic_bytes(spec),
+    }
+}
+
 fn bench_gpu(
     ctx: &Context,
     spec: &ElementwiseSpec,
@@ -466,6 +510,8 @@ fn bench_gpu(
     let grad = output(ctx, n);
     let grad_var = spec.loss.has_grad_var().then(|| output(ctx, n));
     let loss = output(ctx, 1);
+    // The minimum traffic, as for the CPU row (the partial sums are the kernel's own cost).
+    let subject = elementwise_subject(spec, &layout);
     let plan = ctx.prepare_elementwise(spec, layout)?;
     let bound = plan.bind(&ElementwiseBuffers {
         target: target.as_ref().map(BufferRange::from),
@@ -474,25 +520,7 @@ fn bench_gpu(
         grad_var: grad_var.as_ref().map(BufferRange::from),
         ..ElementwiseBuffers::new(&input, &loss)
     })?;
-    // The minimum traffic, as for the CPU row (the partial sums are the kernel's own cost).
-    let bytes = layout.traffic_bytes(spec);
-    let (median, wall, copy, timing) = time_gpu(ctx, bytes, reps, &|e| bound.record(e))?;
-    Ok(Row {
-        loss: spec.loss.name().to_string(),
-        backend: "gpu",
-        adapter: ctx.adapter().info.name.clone(),
-        n,
-        shape: None,
-        bytes,
-        median_ms: median,
-        wall_ms: wall,
-        copy_ms: copy,
-        timing,
-        dispatches: Some(plan.dispatches()),
-        value: ctx.read_f32(&loss, 0, 1)?[0],
-        grad: ctx.read_f32(&grad, 0, n)?,
-        checked: None,
-    })
+    gpu_row(ctx, subject, reps, &bound, &loss, &grad)
 }
 
 fn bench_cpu(
@@ -501,40 +529,36 @@ fn bench_cpu(
     layout: wgloss::ElementwiseLayout,
     reps: usize,
 ) -> CliResult<Row> {
-    let n = ops.input.len();
-    let bytes = layout.traffic_bytes(spec);
-    let mut grad = vec![0.0f32; n];
-    let mut grad_var = spec.loss.has_grad_var().then(|| vec![0.0f32; n]);
-    let mut value = 0.0;
-    let (median, copy) = time_cpu(bytes, reps, &mut || {
-        value = cpu::compute_into(
-            spec,
-            ops,
-            cpu::CpuOutputs {
-                grad_input: Some(&mut grad),
-                grad_var: grad_var.as_deref_mut(),
-                loss: None,
-            },
-        )?
-        .unwrap_or(f64::NAN) as f32;
-        Ok(())
-    })?;
-    Ok(Row {
-        loss: spec.loss.name().to_string(),
-        backend: "cpu",
-        adapter: cpu_name(),
-        n,
-        shape: None,
-        bytes,
-        median_ms: median,
-        wall_ms: median,
-        copy_ms: copy,
-        timing: "wall",
-        dispatches: None,
-        value,
-        grad,
-        checked: None,
+    let mut grad_var = spec
+        .loss
+        .has_grad_var()
+        .then(|| vec![0.0f32; ops.input.len()]);
+    cpu_row(elementwise_subject(spec, &layout), reps, &mut |grad| {
+        let outputs = cpu::CpuOutputs {
+            grad_input: Some(grad),
+            grad_var: grad_var.as_deref_mut(),
+            loss: None,
+        };
+        Ok(cpu::compute_into(spec, ops, outputs)?.unwrap_or(f64::NAN) as f32)
     })
+}
+
+/// Bytes of forward+backward: logits read and gradient written, targets read once.
+fn class_subject(spec: &ClassSpec, ops: &ClassOperands) -> CliResult<(Subject, ClassLayout)> {
+    let layout = ops.validate(spec)?;
+    let (rows, classes) = (layout.rows, layout.classes);
+    let n = rows * classes;
+    let target_values = match layout.target {
+        TargetKind::ClassIndex => rows,
+        _ => n,
+    };
+    let subject = Subject {
+        loss: spec.loss.name().to_string(),
+        n,
+        shape: Some((rows, classes)),
+        bytes: 8 * n as u64 + 4 * target_values as u64,
+    };
+    Ok((subject, layout))
 }
 
 fn bench_class_gpu(
@@ -543,7 +567,7 @@ fn bench_class_gpu(
     ops: &ClassOperands,
     reps: usize,
 ) -> CliResult<Row> {
-    let layout = ops.validate(spec)?;
+    let (subject, layout) = class_subject(spec, ops)?;
     let (rows, classes) = (layout.rows, layout.classes);
     let input = upload(ctx, bytemuck::cast_slice(ops.input));
     let target = match ops.target {
@@ -552,10 +576,8 @@ fn bench_class_gpu(
     };
     let grad = output(ctx, rows * classes);
     let loss = output(ctx, 1);
-    let plan = ctx.prepare_class(
-        spec,
-        ClassGpuLayout::new(rows as u64, classes as u32, layout.target),
-    )?;
+    let gpu_layout = ClassGpuLayout::new(rows as u64, classes as u32, layout.target);
+    let plan = ctx.prepare_class(spec, gpu_layout)?;
     let bound = plan.bind(&ClassBuffers {
         input: BufferRange::from(&input),
         target: BufferRange::from(&target),
@@ -565,53 +587,12 @@ fn bench_class_gpu(
         loss: BufferRange::from(&loss),
         row_extras: None,
     })?;
-    let bytes = class_bytes(ops, layout.target);
-    let (median, wall, copy, timing) = time_gpu(ctx, bytes, reps, &|e| bound.record(e))?;
-    Ok(Row {
-        loss: spec.loss.name().to_string(),
-        backend: "gpu",
-        adapter: ctx.adapter().info.name.clone(),
-        n: rows * classes,
-        shape: Some((rows, classes)),
-        bytes,
-        median_ms: median,
-        wall_ms: wall,
-        copy_ms: copy,
-        timing,
-        dispatches: Some(plan.dispatches()),
-        value: ctx.read_f32(&loss, 0, 1)?[0],
-        grad: ctx.read_f32(&grad, 0, rows * classes)?,
-        checked: None,
-    })
+    gpu_row(ctx, subject, reps, &bound, &loss, &grad)
 }
 
 fn bench_class_cpu(spec: &ClassSpec, ops: &ClassOperands, reps: usize) -> CliResult<Row> {
-    let layout = ops.validate(spec)?;
-    let (rows, classes) = (layout.rows, layout.classes);
-    let bytes = class_bytes(ops, layout.target);
-    let mut grad = vec![0.0f32; rows * classes];
-    let mut value = 0.0;
-    let (median, copy) = time_cpu(bytes, reps, &mut || {
-        value = cpu::compute_class_into(spec, ops, &mut grad)?
-            .value
-            .scalar()
-            .unwrap_or(f32::NAN);
-        Ok(())
-    })?;
-    Ok(Row {
-        loss: spec.loss.name().to_string(),
-        backend: "cpu",
-        adapter: cpu_name(),
-        n: rows * classes,
-        shape: Some((rows, classes)),
-        bytes,
-        median_ms: median,
-        wall_ms: median,
-        copy_ms: copy,
-        timing: "wall",
-        dispatches: None,
-        value,
-        grad,
-        checked: None,
+    cpu_row(class_subject(spec, ops)?.0, reps, &mut |grad| {
+        let out = cpu::compute_class_into(spec, ops, grad)?;
+        Ok(out.value.scalar().unwrap_or(f32::NAN))
     })
 }
