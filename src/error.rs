@@ -12,6 +12,8 @@ pub enum Operand {
     GradInput,
     GradVar,
     Loss,
+    /// Per-row log-sum-exp and accuracy of cross-entropy (`ClassBuffers::row_extras`).
+    RowExtras,
 }
 
 impl Operand {
@@ -27,6 +29,7 @@ impl Operand {
             Operand::GradInput => "grad_input",
             Operand::GradVar => "grad_var",
             Operand::Loss => "loss",
+            Operand::RowExtras => "row_extras",
         }
     }
 }

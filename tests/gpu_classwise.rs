@@ -125,6 +125,13 @@ fn vocabularies_of_50257_and_131072_classes() {
     }
 }
 
+/// The plan of plain cross-entropy with class indices, for its chunks and grids.
+fn ce_plan(ctx: &Context, rows: usize, classes: usize) -> wgloss::ClassPlan {
+    let layout = ClassGpuLayout::new(rows as u64, classes as u32, TargetKind::ClassIndex);
+    ctx.prepare_class(&ClassSpec::new(ce(0.0, 0.0, 0.0)), layout)
+        .unwrap()
+}
+
 #[test]
 fn more_than_65535_rows_use_a_2d_grid() {
     let Some(_) = gpu() else { return };
@@ -134,12 +141,7 @@ fn more_than_65535_rows_use_a_2d_grid() {
     })
     .unwrap();
     let (rows, classes) = (70_001usize, 3usize);
-    let plan = ctx
-        .prepare_class(
-            &ClassSpec::new(ce(0.0, 0.0, 0.0)),
-            ClassGpuLayout::new(rows as u64, classes as u32, TargetKind::ClassIndex),
-        )
-        .unwrap();
+    let plan = ce_plan(&ctx, rows, classes);
     assert_eq!(
         plan.workgroups(),
         vec![70_002],
@@ -168,12 +170,7 @@ fn logits_past_one_binding_are_split_by_rows() {
     })
     .unwrap();
     let (rows, classes) = (300usize, 1000usize);
-    let plan = ctx
-        .prepare_class(
-            &ClassSpec::new(ce(0.0, 0.0, 0.0)),
-            ClassGpuLayout::new(rows as u64, classes as u32, TargetKind::ClassIndex),
-        )
-        .unwrap();
+    let plan = ce_plan(&ctx, rows, classes);
     assert_eq!(plan.chunks(), 5, "64 rows a chunk (256 KB), 300 rows");
     assert_eq!(plan.dispatches(), 1 + 5 + 1);
     all_variants(&ctx, rows, classes, 77);
@@ -508,5 +505,98 @@ fn the_largest_vocabulary_262144_classes() {
         "2x262144",
         &ctx.compute_class(&spec, &ops).unwrap(),
         &cpu::compute_class(&spec, &ops).unwrap(),
+    );
+}
+
+/// `ClassPlan::bind` names the operand that does not fit the layout, and refuses an output
+/// that shares a buffer with an input (in place, the logits are an output too).
+#[test]
+fn engine_buffers_that_do_not_fit_the_layout_are_named() {
+    use wgloss::{Error, Operand};
+    let Some(ctx) = gpu() else { return };
+    let (rows, classes) = (4u64, 8u32);
+    let buf = |bytes: u64| {
+        ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let n = rows * classes as u64;
+    let (logits, targets, grad, loss, extras) =
+        (buf(n * 4), buf(256), buf(n * 4), buf(4), buf(256));
+    let buffers = |with_extras: bool| ClassBuffers {
+        input: BufferRange::from(&logits),
+        target: BufferRange::from(&targets),
+        weight: None,
+        grad_output: None,
+        grad_input: Some(BufferRange::from(&grad)),
+        loss: BufferRange::from(&loss),
+        row_extras: with_extras.then(|| BufferRange::from(&extras)),
+    };
+    let spec = ClassSpec::new(ce(0.0, 0.0, 0.0));
+    let layout = ClassGpuLayout::new(rows, classes, TargetKind::ClassIndex);
+    let with_extras = ctx.prepare_class(&spec, layout.with_row_extras()).unwrap();
+    let e = with_extras.bind(&buffers(false)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::MissingOperand {
+                operand: Operand::RowExtras,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    with_extras.bind(&buffers(true)).unwrap();
+    let plain = ctx.prepare_class(&spec, layout).unwrap();
+    let e = plain.bind(&buffers(true)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnexpectedOperand {
+                operand: Operand::RowExtras,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = plain
+        .bind(&ClassBuffers {
+            loss: BufferRange::from(&logits),
+            ..buffers(false)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Buffer {
+                operand: Operand::Loss,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // In place, targets stored in the logits' buffer would be overwritten by the gradient.
+    let in_place = ctx.prepare_class(&spec, layout.in_place()).unwrap();
+    let shared = buf(256 + n * 4);
+    let e = in_place
+        .bind(&ClassBuffers {
+            input: BufferRange::new(&shared, 256),
+            target: BufferRange::from(&shared),
+            grad_input: None,
+            ..buffers(false)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Buffer {
+                operand: Operand::GradInput,
+                ..
+            }
+        ),
+        "{e}"
     );
 }

@@ -503,19 +503,12 @@ impl ClassPlan {
             separate_grad,
             rows * c * F32,
         )?;
-        check
-            .optional(Operand::Loss, bufs.row_extras, l.row_extras, rows * 2 * F32)
-            .map_err(|e| match e {
-                Error::MissingOperand { loss, .. } | Error::UnexpectedOperand { loss, .. } => {
-                    Error::Buffer {
-                        operand: Operand::Loss,
-                        problem: format!(
-                            "{loss}: row_extras must be given exactly when the layout asks for them"
-                        ),
-                    }
-                }
-                e => e,
-            })?;
+        check.optional(
+            Operand::RowExtras,
+            bufs.row_extras,
+            l.row_extras,
+            rows * 2 * F32,
+        )?;
         let inputs = [
             (Operand::Input, Some(bufs.input)),
             (Operand::Target, Some(bufs.target)),
@@ -525,7 +518,7 @@ impl ClassPlan {
         let outputs = [
             (Operand::GradInput, bufs.grad_input),
             (Operand::Loss, Some(bufs.loss)),
-            (Operand::Loss, bufs.row_extras),
+            (Operand::RowExtras, bufs.row_extras),
         ];
         check.outputs_apart(&inputs, &outputs)?;
         if l.in_place {
