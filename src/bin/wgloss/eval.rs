@@ -84,22 +84,27 @@ pub fn build_spec(
     Ok(spec)
 }
 
-fn read_same_shape(
+/// `Err` naming the file when `got` is not the `want` shape (`of` says what it must match).
+fn check_shape(path: &Path, what: &str, got: &[usize], want: &[usize], of: &str) -> CliResult<()> {
+    if got == want {
+        return Ok(());
+    }
+    Err(CliError::File {
+        path: path.display().to_string(),
+        problem: format!("{what} has shape {got:?}, but needs {of} ({want:?})"),
+    })
+}
+
+/// Reads the optional operand file `path`, which must have shape `want`.
+fn read_shaped(
     path: &Option<PathBuf>,
     what: &str,
-    shape: &[usize],
+    want: &[usize],
+    of: &str,
 ) -> CliResult<Option<Array>> {
     let Some(path) = path else { return Ok(None) };
     let a = npy::read(path)?;
-    if a.shape != shape {
-        return Err(CliError::File {
-            path: path.display().to_string(),
-            problem: format!(
-                "{what} has shape {:?}, but the input has shape {shape:?}",
-                a.shape
-            ),
-        });
-    }
+    check_shape(path, what, &a.shape, want, of)?;
     Ok(Some(a))
 }
 
@@ -120,27 +125,14 @@ fn run_elementwise(args: &EvalArgs) -> CliResult<()> {
     let spec = build_spec(&args.loss, &args.options, args.reduction.as_deref())?;
     let input = npy::read(&args.input)?;
     let shape = input.shape.clone();
-    let target = read_same_shape(&args.target, "target", &shape)?;
-    let weight = read_same_shape(&args.weight, "weight", &shape)?;
-    let var = read_same_shape(&args.var, "var", &shape)?;
-    let grad_output = read_same_shape(&args.grad_output, "grad_output", &shape)?;
-    let pos_weight = match &args.pos_weight {
-        Some(path) => {
-            let a = npy::read(path)?;
-            let columns = shape.last().copied().unwrap_or(1);
-            if a.shape.len() != 1 || a.shape[0] != columns {
-                return Err(CliError::File {
-                    path: path.display().to_string(),
-                    problem: format!(
-                        "pos_weight has shape {:?}, but needs one value per column of the input's last dimension ([{columns}])",
-                        a.shape
-                    ),
-                });
-            }
-            Some(a)
-        }
-        None => None,
-    };
+    let same = "the input's shape";
+    let target = read_shaped(&args.target, "target", &shape, same)?;
+    let weight = read_shaped(&args.weight, "weight", &shape, same)?;
+    let var = read_shaped(&args.var, "var", &shape, same)?;
+    let grad_output = read_shaped(&args.grad_output, "grad_output", &shape, same)?;
+    let columns = shape.last().copied().unwrap_or(1);
+    let per_column = "one value per column of the input's last dimension";
+    let pos_weight = read_shaped(&args.pos_weight, "pos_weight", &[columns], per_column)?;
     let ops = Operands {
         input: &input.data,
         target: target.as_ref().map(|a| &a.data[..]),
@@ -252,28 +244,14 @@ fn run_class(args: &EvalArgs) -> CliResult<()> {
         }
         _ => &[rows, classes],
     };
-    if target_shape != want {
-        return Err(CliError::File {
-            path: target_path.display().to_string(),
-            problem: format!("target has shape {target_shape:?}, expected {want:?} for this input"),
-        });
-    }
-    let weight = match &args.weight {
-        Some(p) => {
-            let w = npy::read(p)?;
-            if w.shape != [classes] {
-                return Err(CliError::File {
-                    path: p.display().to_string(),
-                    problem: format!(
-                        "weight has shape {:?}, expected one per class ([{classes}])",
-                        w.shape
-                    ),
-                });
-            }
-            Some(w)
-        }
-        None => None,
-    };
+    check_shape(
+        target_path,
+        "target",
+        &target_shape,
+        want,
+        "the shape this input and loss take",
+    )?;
+    let weight = read_shaped(&args.weight, "weight", &[classes], "one value per class")?;
     let grad_output = match &args.grad_output {
         Some(p) => Some(npy::read(p)?),
         None => None,
