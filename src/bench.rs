@@ -5,42 +5,54 @@
 //! Used by `wgloss bench` and the criterion benches; public so that an engine can put its own
 //! numbers beside them.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use crate::context::Context;
-use crate::error::{Error, Result};
-use crate::gpu::launch::{plan_chunks, LaunchParams, UniformSlots};
-use crate::gpu::pipelines::{Kernel, PipelineKey};
+use crate::dtype::DType;
+use crate::error::{Error, Operand, Result};
+use crate::families::KernelKey;
+use crate::gpu::common::{CommonKernel, StreamParams};
+use crate::gpu::kernel::{Access, Elem};
+use crate::gpu::launch::plan_chunks;
+use crate::gpu::plan::{OperandBuffers, PlanBuilder, Step};
+use crate::gpu::record::BoundLoss;
 
 /// `c = a + b` over `n` f32 on the GPU, in buffers of its own: 12 bytes per element, like a
-/// reduced loss with its gradient (two reads, one write).
+/// reduced loss with its gradient (two reads, one write). Planned, bound and recorded by the
+/// same machinery as every loss.
 pub struct GpuStreamAdd {
     n: u64,
-    pipeline: Arc<wgpu::ComputePipeline>,
-    chunks: Vec<(wgpu::BindGroup, [u32; 2])>,
-    _uniforms: UniformSlots,
+    bound: BoundLoss,
     _buffers: [wgpu::Buffer; 3],
 }
 
 impl GpuStreamAdd {
     /// Allocates `a`, `b`, `c` (zeroed) and prepares the dispatches.
     pub fn new(ctx: &Context, n: u64) -> Result<Self> {
-        let launch = ctx.launch;
-        let key = PipelineKey {
-            kernel: Kernel::StreamAdd,
-            workgroup_size: launch.workgroup_size,
-            reduce: launch.reduce,
-        };
-        let pipeline = ctx
-            .pipelines
-            .get(&ctx.device, &key, None, "wgloss stream add")?;
         check_fits(ctx, n)?;
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let launch = ctx.launch();
+        let mut b = PlanBuilder::new(launch, "stream add", "wgloss stream add".into(), DType::F32);
+        b.operand(Operand::Input, Access::Read, Elem::F32, n);
+        b.operand(Operand::Target, Access::Read, Elem::F32, n);
+        b.operand(Operand::GradInput, Access::ReadWrite, Elem::F32, n);
+        for c in plan_chunks(launch, n, 4, 1) {
+            let params = StreamParams {
+                n: c.len as u32,
+                ..Default::default()
+            };
+            let kernel = KernelKey::Common(CommonKernel::StreamAdd);
+            b.step(
+                Step::new(kernel, launch.workgroup_size, &params, c.grid)
+                    .operand("a", Operand::Input, c.start, c.len)
+                    .operand("b", Operand::Target, c.start, c.len)
+                    .operand("c", Operand::GradInput, c.start, c.len),
+            );
+        }
+        let plan = ctx.prepare_plan(b.finish(12 * n))?;
         let buffer = |label| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: n * 4,
                 usage: wgpu::BufferUsages::STORAGE,
@@ -48,70 +60,22 @@ impl GpuStreamAdd {
             })
         };
         let buffers = [buffer("stream a"), buffer("stream b"), buffer("stream c")];
-        let plan = plan_chunks(&launch, n, 4);
-        let slots: Vec<LaunchParams> = plan
-            .iter()
-            .map(|c| LaunchParams {
-                n: c.len as u32,
-                ..Default::default()
-            })
-            .collect();
-        let uniforms = UniformSlots::new(&ctx.device, &ctx.queue, &launch, &slots);
-        let layout = pipeline.get_bind_group_layout(0);
-        let chunks = plan
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let part = |binding: u32| wgpu::BindGroupEntry {
-                    binding,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &buffers[binding as usize - 1],
-                        offset: c.start * 4,
-                        size: wgpu::BufferSize::new(c.len * 4),
-                    }),
-                };
-                let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("stream add"),
-                    layout: &layout,
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: uniforms.binding(i),
-                        },
-                        part(1),
-                        part(2),
-                        part(3),
-                    ],
-                });
-                (group, c.grid)
-            })
-            .collect();
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                label: "wgloss stream add".into(),
-                message: e.to_string(),
-            });
-        }
+        let bound = plan.bind(
+            &OperandBuffers::new()
+                .with(Operand::Input, &buffers[0])
+                .with(Operand::Target, &buffers[1])
+                .with(Operand::GradInput, &buffers[2]),
+        )?;
         Ok(GpuStreamAdd {
             n,
-            pipeline,
-            chunks,
-            _uniforms: uniforms,
+            bound,
             _buffers: buffers,
         })
     }
 
     /// Records one `c = a + b`.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("stream add"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&self.pipeline);
-        for (group, grid) in &self.chunks {
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(grid[0], grid[1], 1);
-        }
+        self.bound.record(encoder);
     }
 
     /// Bytes moved by one run: two reads and one write per element.
@@ -216,7 +180,7 @@ impl GpuTimer {
         ctx.check_lost()?;
         let gpu = match &self.queries {
             Some((_, _, read)) => {
-                let bytes = pollster::block_on(ctx.read_back(read))?;
+                let bytes = ctx.map_blocking(read)?;
                 let t: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
                 let ns = t[1].saturating_sub(t[0]) as f64 * self.period_ns;
                 (ns > 0.0).then(|| Duration::from_nanos(ns as u64))

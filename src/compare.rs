@@ -87,6 +87,17 @@ impl Tolerance {
         Self::scaled(1e-5, 1e-6, 1e-6, expected)
     }
 
+    /// This tolerance for values rounded to `dtype` (gradients stored as `f16`/`bf16`): two
+    /// results within it in `f32` may round to neighbouring values of the type, so one unit in
+    /// the last place is added, relative (`dtype.epsilon()`) and near zero
+    /// (`dtype.subnormal_step()`). `f32` leaves it as it is.
+    pub fn rounded_to(self, dtype: crate::DType) -> Self {
+        match dtype {
+            crate::DType::F32 => self,
+            d => Tolerance::new(self.rel + d.epsilon(), self.abs + d.subnormal_step()),
+        }
+    }
+
     /// Whether one pair matches.
     pub fn matches(&self, actual: f64, expected: f64) -> bool {
         if expected.is_nan() || actual.is_nan() {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::gpu::host::Poller;
 use crate::gpu::pipelines::{PipelineCache, ReduceStrategy};
 
 /// How a [`Context`] is created and how it launches kernels.
@@ -25,6 +26,9 @@ pub struct ContextOptions {
     /// Largest storage binding to use, in bytes (default: the adapter's
     /// `max_storage_buffer_binding_size`). Lower it to exercise chunking on small inputs.
     pub max_binding_bytes: Option<u64>,
+    /// Store `f16` operands as WGSL `f16` where the device has `Features::SHADER_F16`
+    /// (default true); false packs them two a `u32` word, as on devices without it.
+    pub native_f16: bool,
 }
 
 impl Default for ContextOptions {
@@ -36,6 +40,7 @@ impl Default for ContextOptions {
             workgroup_size: 256,
             max_workgroups: None,
             max_binding_bytes: None,
+            native_f16: true,
         }
     }
 }
@@ -76,27 +81,44 @@ impl AdapterReport {
     }
 }
 
-/// The launch configuration resolved against the adapter.
+/// The launch configuration resolved against the adapter: what a family's planner reads.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Launch {
+pub struct Launch {
+    /// Threads per workgroup (a power of two).
     pub workgroup_size: u32,
+    /// Most workgroups a grid-stride dispatch uses.
     pub max_workgroups: u32,
+    /// Most workgroups along one grid dimension.
     pub max_per_dimension: u32,
     /// Bytes of one storage binding, a multiple of the offset alignment.
     pub binding_bytes: u64,
+    /// The storage offset alignment.
     pub storage_align: u64,
+    /// The uniform offset alignment.
     pub uniform_align: u64,
+    /// How workgroups add up their values.
     pub reduce: ReduceStrategy,
+    /// Lanes of a team (the adapter's smallest subgroup size; 1 without subgroups).
+    pub team_lanes: u32,
+    /// `f16` operands are stored as WGSL `f16` (else packed in `u32` words).
+    pub shader_f16: bool,
+    /// A software adapter (lavapipe, llvmpipe): a CPU runs the shaders.
+    pub software: bool,
     /// Most loop iterations one invocation may run (software adapters: llvmpipe, under
-    /// lavapipe and GL, stops a shader's loops after 65,535 iterations counted across the
-    /// loops nested in one outermost loop, silently). `None`: no limit.
+    /// lavapipe and GL, silently stops a shader's loops after 65,535 iterations counted over
+    /// the loops an invocation runs: a row kernel's two passes add up). `None`: no limit.
     pub loop_budget: Option<u64>,
 }
 
-/// Placeholder buffers bound where a kernel's operand is absent (never read or written).
-pub(crate) struct Placeholders {
-    pub read: wgpu::Buffer,
-    pub write: [wgpu::Buffer; 2],
+impl Launch {
+    /// Teams of lanes in a workgroup: one partial sum each (the whole workgroup is one team
+    /// with the shared tree).
+    pub fn teams_per_group(&self) -> u32 {
+        match self.reduce {
+            ReduceStrategy::Subgroup => self.workgroup_size / self.team_lanes,
+            ReduceStrategy::SharedTree => 1,
+        }
+    }
 }
 
 /// Features wgloss uses when the adapter has them.
@@ -114,7 +136,7 @@ pub struct Context {
     report: AdapterReport,
     pub(crate) launch: Launch,
     pub(crate) pipelines: PipelineCache,
-    pub(crate) placeholders: Placeholders,
+    pub(crate) poller: Poller,
     lost: Arc<Mutex<Option<String>>>,
 }
 
@@ -230,8 +252,10 @@ impl Context {
 
     /// A context on the caller's device and queue (an engine's own). wgloss uses the limits
     /// and features the device was created with: request the adapter's limits
-    /// (`required_limits: adapter.limits()`) for the largest bindings, and
-    /// `Features::SUBGROUP` for the subgroup reduction. wgloss does not install a device-lost
+    /// (`required_limits: adapter.limits()`) for the largest bindings (a kernel that binds
+    /// more storage buffers than the device allows is an [`Error::Limit`] when it is
+    /// prepared), `Features::SUBGROUP` for the subgroup reductions, and
+    /// `Features::SHADER_F16` for native `f16` storage. wgloss does not install a device-lost
     /// callback on a device it does not own: the engine's own callback stays in charge, and
     /// wgloss reports a lost device through the errors of its submissions.
     pub fn from_device(
@@ -252,17 +276,6 @@ impl Context {
     ) -> Result<Self> {
         let limits = device.limits();
         let features = device.features();
-        // The elementwise kernel binds eight storage buffers (WebGPU's default limit): a device
-        // created with fewer would fail later, with a less helpful message.
-        const STORAGE_BUFFERS: u32 = 8;
-        if limits.max_storage_buffers_per_shader_stage < STORAGE_BUFFERS {
-            return Err(Error::Limit {
-                what:
-                    "storage buffers per shader stage (create the device with the adapter's limits)",
-                needed: STORAGE_BUFFERS as u64,
-                limit: limits.max_storage_buffers_per_shader_stage as u64,
-            });
-        }
         let wg = options.workgroup_size;
         if !wg.is_power_of_two()
             || wg > limits.max_compute_invocations_per_workgroup
@@ -296,13 +309,27 @@ impl Context {
             wgpu::DeviceType::Cpu => 32,
             _ => 4096,
         });
-        let reduce = if options.subgroups && features.contains(wgpu::Features::SUBGROUP) {
+        // Teams of the smallest subgroup size: a power of two that divides the workgroup.
+        let team_lanes = info.subgroup_min_size;
+        let reduce = if options.subgroups
+            && features.contains(wgpu::Features::SUBGROUP)
+            && team_lanes.is_power_of_two()
+            && team_lanes >= 2
+            && team_lanes <= wg
+        {
             ReduceStrategy::Subgroup
         } else {
             ReduceStrategy::SharedTree
         };
+        let software = info.device_type == wgpu::DeviceType::Cpu;
         let launch = Launch {
-            loop_budget: (info.device_type == wgpu::DeviceType::Cpu).then_some(50_000),
+            team_lanes: match reduce {
+                ReduceStrategy::Subgroup => team_lanes,
+                ReduceStrategy::SharedTree => 1,
+            },
+            shader_f16: options.native_f16 && features.contains(wgpu::Features::SHADER_F16),
+            software,
+            loop_budget: software.then_some(50_000),
             workgroup_size: wg,
             max_workgroups: max_workgroups.max(1),
             max_per_dimension: limits.max_compute_workgroups_per_dimension,
@@ -311,22 +338,8 @@ impl Context {
             uniform_align: limits.min_uniform_buffer_offset_alignment.max(16) as u64,
             reduce,
         };
-        let placeholder = |label| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: 16,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            })
-        };
-        let placeholders = Placeholders {
-            read: placeholder("wgloss absent input"),
-            write: [
-                placeholder("wgloss absent output 0"),
-                placeholder("wgloss absent output 1"),
-            ],
-        };
         Ok(Context {
+            poller: Poller::new(device.clone()),
             report: AdapterReport {
                 info,
                 limits,
@@ -336,9 +349,13 @@ impl Context {
             queue,
             launch,
             pipelines: PipelineCache::default(),
-            placeholders,
             lost,
         })
+    }
+
+    /// The launch configuration planners use.
+    pub fn launch(&self) -> &Launch {
+        &self.launch
     }
 
     /// The device.
@@ -359,6 +376,17 @@ impl Context {
     /// The reduction the kernels use on this device.
     pub fn reduce_strategy(&self) -> ReduceStrategy {
         self.launch.reduce
+    }
+
+    /// Lanes of a team in the kernels (the adapter's smallest subgroup size with subgroup
+    /// reductions, 1 with the shared tree).
+    pub fn team_lanes(&self) -> u32 {
+        self.launch.team_lanes
+    }
+
+    /// How `dtype` operands are stored on this device.
+    pub fn storage(&self, dtype: crate::DType) -> crate::gpu::Storage {
+        crate::gpu::Storage::for_dtype(dtype, self.launch.shader_f16)
     }
 
     /// The alignment, in bytes, of every [`crate::BufferRange`] offset on this device (the

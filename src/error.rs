@@ -1,22 +1,83 @@
 //! The one error type of the crate.
 
-/// Which operand of a loss an error is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// An operand of a loss: an input, an output, or a gradient, named as LOSSES.md names it.
+///
+/// Every operand of the catalogue (LOSSES.md) has a variant, those of the families still to
+/// come included, so that a new family needs no new variant; the enum may grow
+/// (`#[non_exhaustive]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Operand {
     Input,
     Target,
     Weight,
     PosWeight,
     Var,
+    Anchor,
+    Positive,
+    Negative,
+    Input1,
+    Input2,
+    Real,
+    Fake,
+    InputLengths,
+    TargetLengths,
+    Scale,
+    Bias,
+    /// The upstream gradient of the per-element (or per-row) losses, reduction `none`.
     GradOutput,
     GradInput,
     GradVar,
+    GradAnchor,
+    GradPositive,
+    GradNegative,
+    GradInput1,
+    GradInput2,
+    GradReal,
+    GradFake,
+    GradScale,
+    GradBias,
+    /// The loss: one value, or one per element (row) for reduction `none`.
     Loss,
     /// Per-row log-sum-exp and accuracy of cross-entropy (`ClassBuffers::row_extras`).
     RowExtras,
 }
 
 impl Operand {
+    /// Every operand, in declaration order.
+    pub const ALL: &'static [Operand] = &[
+        Operand::Input,
+        Operand::Target,
+        Operand::Weight,
+        Operand::PosWeight,
+        Operand::Var,
+        Operand::Anchor,
+        Operand::Positive,
+        Operand::Negative,
+        Operand::Input1,
+        Operand::Input2,
+        Operand::Real,
+        Operand::Fake,
+        Operand::InputLengths,
+        Operand::TargetLengths,
+        Operand::Scale,
+        Operand::Bias,
+        Operand::GradOutput,
+        Operand::GradInput,
+        Operand::GradVar,
+        Operand::GradAnchor,
+        Operand::GradPositive,
+        Operand::GradNegative,
+        Operand::GradInput1,
+        Operand::GradInput2,
+        Operand::GradReal,
+        Operand::GradFake,
+        Operand::GradScale,
+        Operand::GradBias,
+        Operand::Loss,
+        Operand::RowExtras,
+    ];
+
     /// The operand's name as LOSSES.md and the command-line tool spell it.
     pub fn name(self) -> &'static str {
         match self {
@@ -25,12 +86,55 @@ impl Operand {
             Operand::Weight => "weight",
             Operand::PosWeight => "pos_weight",
             Operand::Var => "var",
+            Operand::Anchor => "anchor",
+            Operand::Positive => "positive",
+            Operand::Negative => "negative",
+            Operand::Input1 => "input1",
+            Operand::Input2 => "input2",
+            Operand::Real => "real",
+            Operand::Fake => "fake",
+            Operand::InputLengths => "input_lengths",
+            Operand::TargetLengths => "target_lengths",
+            Operand::Scale => "scale",
+            Operand::Bias => "bias",
             Operand::GradOutput => "grad_output",
             Operand::GradInput => "grad_input",
             Operand::GradVar => "grad_var",
+            Operand::GradAnchor => "grad_anchor",
+            Operand::GradPositive => "grad_positive",
+            Operand::GradNegative => "grad_negative",
+            Operand::GradInput1 => "grad_input1",
+            Operand::GradInput2 => "grad_input2",
+            Operand::GradReal => "grad_real",
+            Operand::GradFake => "grad_fake",
+            Operand::GradScale => "grad_scale",
+            Operand::GradBias => "grad_bias",
             Operand::Loss => "loss",
             Operand::RowExtras => "row_extras",
         }
+    }
+
+    /// The operand of a name (as [`Operand::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Operand> {
+        Operand::ALL.iter().copied().find(|o| o.name() == name)
+    }
+
+    /// The gradient of an input operand (`input` → `grad_input`), where it can have one.
+    pub fn grad(self) -> Option<Operand> {
+        Some(match self {
+            Operand::Input => Operand::GradInput,
+            Operand::Var => Operand::GradVar,
+            Operand::Anchor => Operand::GradAnchor,
+            Operand::Positive => Operand::GradPositive,
+            Operand::Negative => Operand::GradNegative,
+            Operand::Input1 => Operand::GradInput1,
+            Operand::Input2 => Operand::GradInput2,
+            Operand::Real => Operand::GradReal,
+            Operand::Fake => Operand::GradFake,
+            Operand::Scale => Operand::GradScale,
+            Operand::Bias => Operand::GradBias,
+            _ => return None,
+        })
     }
 }
 

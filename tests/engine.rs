@@ -360,20 +360,50 @@ fn a_buffer_of_another_device_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn a_device_with_too_few_storage_buffers_is_refused_up_front() {
+fn a_kernel_binding_more_storage_buffers_than_the_device_allows_is_a_clear_error() {
     let Some(_) = gpu() else { return };
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter =
         pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
             .unwrap();
+    // WebGPU's downlevel defaults: four storage buffers per stage.
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         required_limits: wgpu::Limits::downlevel_defaults(),
         ..Default::default()
     }))
     .unwrap();
-    let e = Context::from_device(device, queue, ContextOptions::default()).unwrap_err();
-    assert!(matches!(e, Error::Limit { needed: 8, .. }), "{e}");
+    let ctx = Context::from_device(device, queue, ContextOptions::default()).unwrap();
+    // mse binds four (input, target, gradient, partials): it runs.
+    let x = [1.0f32, 2.0, 3.0, 4.0];
+    let mse = ElementwiseSpec::new(ElementwiseLoss::Mse);
+    assert_eq!(
+        ctx.compute(&mse, &Operands::new(&x).target(&x))
+            .unwrap()
+            .value
+            .scalar(),
+        Some(0.0)
+    );
+    // bce_with_logits with weights and pos_weight binds six: a named limit, before any launch.
+    let bce = ElementwiseSpec::new(ElementwiseLoss::BceWithLogits);
+    let e = ctx
+        .prepare_elementwise(
+            &bce,
+            ElementwiseLayout::new(4).with_weight().with_pos_weight(2),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Limit {
+                needed: 6,
+                limit: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("storage buffers"), "{e}");
 }
 
 #[test]

@@ -73,7 +73,7 @@ fn run_all(
 
 #[test]
 fn cpu_matches_every_elementwise_golden_case() {
-    let failures = run_all(cpu::compute);
+    let failures = run_all(|s, o| cpu::compute(s, o));
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
@@ -134,12 +134,11 @@ fn run_all_classwise(
 
 #[test]
 fn cpu_matches_every_classwise_golden_case() {
-    let mut failures = run_all_classwise("classwise.json", cpu::compute_class);
+    let mut failures = run_all_classwise("classwise.json", |s, o| cpu::compute(s, o));
     // z_loss, softcap, every row ignored, logits of 1e4, one class (gen_classwise_extra.py).
-    failures.extend(run_all_classwise(
-        "classwise_extra.json",
-        cpu::compute_class,
-    ));
+    failures.extend(run_all_classwise("classwise_extra.json", |s, o| {
+        cpu::compute(s, o)
+    }));
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
@@ -152,7 +151,7 @@ fn cpu_matches_every_classwise_golden_case() {
 fn gpu_matches_every_classwise_golden_case() {
     let Some(ctx) = gpu() else { return };
     for file in ["classwise.json", "classwise_extra.json"] {
-        let failures = run_all_classwise(file, |spec, ops| ctx.compute_class(spec, ops));
+        let failures = run_all_classwise(file, |spec, ops| ctx.compute(spec, ops));
         assert!(
             failures.is_empty(),
             "{file}: {} failures:\n{}",

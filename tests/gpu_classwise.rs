@@ -80,9 +80,9 @@ fn all_variants(ctx: &Context, rows: usize, classes: usize, seed: u64) {
             let what =
                 format!("{loss} {reduction} probs={probs} weight={weighted} {rows}x{classes}");
             let g = ctx
-                .compute_class(&spec, &ops)
+                .compute(&spec, &ops)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let c = cpu::compute_class(&spec, &ops).unwrap();
+            let c = cpu::compute(&spec, &ops).unwrap();
             close(&what, &g, &c);
         }
     }
@@ -118,8 +118,8 @@ fn vocabularies_of_50257_and_131072_classes() {
             let ops = ClassOperands::new(&d.logits, classes, target).weight(&d.weight);
             close(
                 &format!("{loss} 3x{classes}"),
-                &ctx.compute_class(&spec, &ops).unwrap(),
-                &cpu::compute_class(&spec, &ops).unwrap(),
+                &ctx.compute(&spec, &ops).unwrap(),
+                &cpu::compute(&spec, &ops).unwrap(),
             );
         }
     }
@@ -140,12 +140,14 @@ fn more_than_65535_rows_use_a_2d_grid() {
         ..Default::default()
     })
     .unwrap();
-    let (rows, classes) = (70_001usize, 3usize);
+    // One row per team of lanes (or per workgroup): 65,535 groups and one row more.
+    let per_group = ce_plan(&ctx, 1, 3).rows_per_workgroup(&ctx) as usize;
+    let (rows, classes) = (per_group * 65_535 + 1, 3usize);
     let plan = ce_plan(&ctx, rows, classes);
     assert_eq!(
         plan.workgroups(),
-        vec![70_002],
-        "a 2-D grid of 35,001 x 2 workgroups"
+        vec![65_536],
+        "a 2-D grid of 32,768 x 2 workgroups"
     );
     let d = class_data(rows, classes, 3);
     for reduction in [Reduction::None, Reduction::Mean] {
@@ -153,8 +155,8 @@ fn more_than_65535_rows_use_a_2d_grid() {
         let ops = ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.indices));
         close(
             &format!("{rows} rows {reduction}"),
-            &ctx.compute_class(&spec, &ops).unwrap(),
-            &cpu::compute_class(&spec, &ops).unwrap(),
+            &ctx.compute(&spec, &ops).unwrap(),
+            &cpu::compute(&spec, &ops).unwrap(),
         );
     }
 }
@@ -245,7 +247,7 @@ fn the_in_place_gradient_is_the_out_of_place_one_bit_for_bit() {
                 .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{spec:?}"
         );
-        let cpu = cpu::compute_class(
+        let cpu = cpu::compute(
             &spec,
             &ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.indices)),
         )
@@ -264,9 +266,9 @@ fn twenty_repeats_give_the_same_bits() {
     let spec = ClassSpec::new(ce(0.1, 1e-3, 0.0));
     let ops =
         ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.indices)).weight(&d.weight);
-    let first = ctx.compute_class(&spec, &ops).unwrap();
+    let first = ctx.compute(&spec, &ops).unwrap();
     for _ in 1..20 {
-        let again = ctx.compute_class(&spec, &ops).unwrap();
+        let again = ctx.compute(&spec, &ops).unwrap();
         assert_eq!(
             again.value.scalar().unwrap().to_bits(),
             first.value.scalar().unwrap().to_bits()
@@ -289,7 +291,7 @@ fn an_out_of_range_class_index_raises_the_gpu_flag_naming_row_and_value() {
     // The convenience API checks before launch.
     let spec = ClassSpec::new(ce(0.0, 0.0, 0.0));
     let ops = ClassOperands::new(&d.logits, classes, ClassTarget::Indices(&d.indices));
-    let e = ctx.compute_class(&spec, &ops).unwrap_err();
+    let e = ctx.compute(&spec, &ops).unwrap_err();
     assert!(
         matches!(
             e,
@@ -385,8 +387,8 @@ fn many_rows_of_thousands_of_classes_stay_correct() {
             let ops = ClassOperands::new(&logits, classes, target);
             close(
                 &format!("{loss} {reduction} {rows}x{classes}"),
-                &ctx.compute_class(&spec, &ops).unwrap(),
-                &cpu::compute_class(&spec, &ops).unwrap(),
+                &ctx.compute(&spec, &ops).unwrap(),
+                &cpu::compute(&spec, &ops).unwrap(),
             );
         }
     }
@@ -397,10 +399,10 @@ fn bad_class_input_is_a_clear_error_before_launch() {
     let ctx = gpu();
     let d = class_data(4, 3, 2);
     let both = |spec: &ClassSpec, ops: &ClassOperands| -> wgloss::Error {
-        let c = cpu::compute_class(spec, ops).expect_err("the CPU path accepted bad input");
+        let c = cpu::compute(spec, ops).expect_err("the CPU path accepted bad input");
         if let Some(ctx) = &ctx {
             let g = ctx
-                .compute_class(spec, ops)
+                .compute(spec, ops)
                 .expect_err("the GPU path accepted bad input");
             assert_eq!(g.to_string(), c.to_string());
         }
@@ -503,8 +505,8 @@ fn the_largest_vocabulary_262144_classes() {
         .weight(&d.weight);
     close(
         "2x262144",
-        &ctx.compute_class(&spec, &ops).unwrap(),
-        &cpu::compute_class(&spec, &ops).unwrap(),
+        &ctx.compute(&spec, &ops).unwrap(),
+        &cpu::compute(&spec, &ops).unwrap(),
     );
 }
 

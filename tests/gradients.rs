@@ -188,7 +188,7 @@ fn class_gradients_match_finite_differences() {
     for (loss, probs, weighted) in variants {
         let spec = ClassSpec::new(loss.clone()).with_reduction(Reduction::Sum);
         let ops = d.operands(&loss, probs, weighted);
-        let grad = cpu::compute_class(&spec, &ops).unwrap().grad;
+        let grad = cpu::compute(&spec, &ops).unwrap().grad;
         let mut skipped = 0;
         for i in 0..rows * classes {
             let value_at = |delta: f32| {
@@ -196,11 +196,7 @@ fn class_gradients_match_finite_differences() {
                 x[i] += delta;
                 let mut o = ops;
                 o.input = &x;
-                cpu::compute_class(&spec, &o)
-                    .unwrap()
-                    .value
-                    .scalar()
-                    .unwrap() as f64
+                cpu::compute(&spec, &o).unwrap().value.scalar().unwrap() as f64
             };
             let h = 1e-2f32;
             let (p1, m1, p2, m2) = (

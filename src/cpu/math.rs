@@ -10,6 +10,10 @@
 //! minimax polynomial, about 1 ulp), written with selects instead of branches so that a loop
 //! over lanes becomes SIMD code. Every special value follows IEEE: NaN in gives NaN out,
 //! `exp(+inf) = +inf`, `exp(-inf) = 0`, `ln(0) = -inf`, `ln(x < 0) = NaN`.
+//!
+//! Polynomials are evaluated by Estrin's scheme, as in `shaders/common/math.wgsl` (the same
+//! operations in the same order): a dependency chain of depth log2(degree) instead of
+//! Horner's degree, which keeps the out-of-order core busy.
 
 /// Rounds to the nearest integer and also returns it as an `i32` read from the bits (valid for
 /// `|x| < 2^22`): adding 1.5·2^23 pushes the fraction out of the mantissa.
@@ -44,12 +48,13 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     let xc = if x < -104.0 { -104.0 } else { x };
     let (n, ni) = round_with_int(xc * LOG2E);
     let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, xc));
-    let mut p = 1.987_569_1e-4_f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.0e-01);
+    let r2 = r * r;
+    let p = 1.987_569_1e-4_f32.mul_add(r, 1.398_199_9e-3).mul_add(
+        r2 * r2,
+        8.333_452e-3_f32
+            .mul_add(r, 4.166_579_6e-2)
+            .mul_add(r2, 1.666_666_5e-1_f32.mul_add(r, 5.0e-01)),
+    );
     let y = (p * r).mul_add(r, r) + 1.0;
     // Scale by 2^n in two steps so that n in [-150, 128] neither wraps nor loses subnormals.
     let n1 = ni >> 1;
@@ -74,15 +79,14 @@ pub fn ln(x: f32) -> f32 {
     let e = if small { e - 1 } else { e } as f32;
     let m = if small { m0 + m0 - 1.0 } else { m0 - 1.0 };
     let z = m * m;
-    let mut p = 7.037_683_6e-2_f32;
-    p = p.mul_add(m, -1.151_461e-1);
-    p = p.mul_add(m, 1.167_699_9e-1);
-    p = p.mul_add(m, -1.242_014_1e-1);
-    p = p.mul_add(m, 1.424_932_3e-1);
-    p = p.mul_add(m, -1.666_805_8e-1);
-    p = p.mul_add(m, 2.000_071_4e-1);
-    p = p.mul_add(m, -2.499_999_4e-1);
-    p = p.mul_add(m, 3.333_333e-1);
+    let z2 = z * z;
+    let p03 = (-1.666_805_8e-1_f32)
+        .mul_add(m, 2.000_071_4e-1)
+        .mul_add(z, (-2.499_999_4e-1_f32).mul_add(m, 3.333_333e-1));
+    let p47 = (-1.151_461e-1_f32)
+        .mul_add(m, 1.167_699_9e-1)
+        .mul_add(z, (-1.242_014_1e-1_f32).mul_add(m, 1.424_932_3e-1));
+    let p = 7.037_683_6e-2_f32.mul_add(z2 * z2, p47.mul_add(z2, p03));
     let mut y = p * m * z;
     y += e * -2.121_944_4e-4;
     y -= 0.5 * z;
@@ -104,18 +108,18 @@ pub fn ln(x: f32) -> f32 {
 /// The same coefficients are in `shaders/math.wgsl`.
 #[inline(always)]
 pub fn ln_1p_unit(e: f32) -> f32 {
-    let mut q = 2.030_247_6e-3_f32;
-    q = q.mul_add(e, -1.340_756_1e-2);
-    q = q.mul_add(e, 4.147_829_5e-2);
-    q = q.mul_add(e, -8.244184e-02);
-    q = q.mul_add(e, 1.241_844_2e-1);
-    q = q.mul_add(e, -1.610_569_4e-1);
-    q = q.mul_add(e, 1.989_074_8e-1);
-    q = q.mul_add(e, -2.498_727_1e-1);
-    q = q.mul_add(e, 3.333256e-01);
-    q = q.mul_add(e, -4.999_998_2e-1);
-    q = q.mul_add(e, 1.0);
-    e * q
+    // Estrin for the small high-order terms, Horner for the two largest, which set the
+    // rounding: a short dependency chain at Horner's accuracy.
+    let e2 = e * e;
+    let e4 = e2 * e2;
+    let h25 = (-1.610_569_4e-1_f32)
+        .mul_add(e, 1.989_074_8e-1)
+        .mul_add(e2, (-2.498_727_1e-1_f32).mul_add(e, 3.333256e-01));
+    let h69 = (-1.340_756_1e-2_f32)
+        .mul_add(e, 4.147_829_5e-2)
+        .mul_add(e2, (-8.244184e-02_f32).mul_add(e, 1.241_844_2e-1));
+    let h = 2.030_247_6e-3_f32.mul_add(e4 * e4, h69.mul_add(e4, h25));
+    e * h.mul_add(e, -4.999_998_2e-1).mul_add(e, 1.0)
 }
 
 /// For `a >= 0`: `e = exp(-a)`, `r = 1 / (1 + e)` and `l = ln(1 + e)`: the pieces of the
@@ -151,18 +155,15 @@ pub fn ln_1p(t: f32) -> f32 {
 #[inline(always)]
 pub fn log_cosh_tanh_small(a: f32) -> (f32, f32) {
     let z = a * a;
-    let mut lc = -5.745438e-04_f32;
-    lc = lc.mul_add(z, 2.1432973e-03);
-    lc = lc.mul_add(z, -6.7405286e-03);
-    lc = lc.mul_add(z, 2.2221904e-02);
-    lc = lc.mul_add(z, -8.333333e-02);
-    lc = lc.mul_add(z, 5.0e-01);
-    let mut th = -6.6134296e-03_f32;
-    th = th.mul_add(z, 2.1274708e-02);
-    th = th.mul_add(z, -5.389342e-02);
-    th = th.mul_add(z, 1.3332902e-01);
-    th = th.mul_add(z, -3.3333325e-01);
-    th = th.mul_add(z, 1.0e+00);
+    let z2 = z * z;
+    let lc = (-5.745438e-04_f32)
+        .mul_add(z, 2.1432973e-03)
+        .mul_add(z2, (-6.7405286e-03_f32).mul_add(z, 2.2221904e-02))
+        .mul_add(z2, (-8.333333e-02_f32).mul_add(z, 5.0e-01));
+    let th = (-6.6134296e-03_f32)
+        .mul_add(z, 2.1274708e-02)
+        .mul_add(z2, (-5.389342e-02_f32).mul_add(z, 1.3332902e-01))
+        .mul_add(z2, (-3.3333325e-01_f32).mul_add(z, 1.0e+00));
     (lc, th)
 }
 
@@ -216,6 +217,18 @@ pub fn relu(x: f32) -> f32 {
         0.0
     } else {
         x
+    }
+}
+
+/// `c · f` where a coefficient of exactly 0 gives 0 even when `f` is infinite (LOSSES.md's
+/// masked entries: `0 · log 0 = 0`, a masked logit of -inf, the vanishing side of a saturated
+/// sigmoid). A NaN in either still gives NaN, as PyTorch. Branch-free.
+#[inline(always)]
+pub fn mul_masked(c: f32, f: f32) -> f32 {
+    if c == 0.0 && f.is_infinite() {
+        0.0
+    } else {
+        c * f
     }
 }
 

@@ -1,5 +1,7 @@
 //! `wgloss bench`: forward+backward time of each loss on the GPU and on the CPU, against a
-//! memory copy of the same bytes on the same device, measured in the same run.
+//! memory copy of the same bytes on the same device, measured in the same run. The losses,
+//! their seeded operands and their minimum traffic come from the registry
+//! (`wgloss::families`).
 //!
 //! Copy and loss runs alternate (copy, loss, copy, loss, ...) and each side reports its
 //! median: the machine's available bandwidth drifts, and interleaving makes the ratio fair.
@@ -11,13 +13,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use wgloss::bench::{cpu_stream_add, median_ms, GpuStreamAdd, GpuTimer};
 use wgloss::compare::Tolerance;
-use wgloss::{
-    cpu, BoundLoss, BufferRange, ClassBuffers, ClassGpuLayout, ClassLayout, ClassLoss,
-    ClassOperands, ClassSpec, ClassTarget, Context, ElementwiseBuffers, ElementwiseLoss,
-    ElementwiseSpec, Reduction, TargetKind,
-};
+use wgloss::families::{self, Call, CallOutput, Family, LossInfo, SampleSize};
+use wgloss::{Context, DType, Operand};
 
-use crate::eval::build_spec;
 use crate::{CliError, CliResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -32,12 +30,15 @@ pub struct BenchArgs {
     /// Losses to measure (repeatable; default every loss of the catalogue).
     #[arg(long)]
     loss: Vec<String>,
-    /// Elements per operand of the elementwise losses.
+    /// Elements per operand of the losses of any shape (elementwise).
     #[arg(long, default_value_t = 1 << 24)]
     n: usize,
-    /// Shapes of the class-dimension losses, ROWSxCLASSES (repeatable).
+    /// Shapes of the losses with a shaped input, e.g. ROWSxCLASSES (repeatable).
     #[arg(long = "shape", default_value = "1024x8192")]
     shapes: Vec<String>,
+    /// Storage types of the float operands (repeatable): f32, f16, bf16.
+    #[arg(long = "dtype", default_value = "f32")]
+    dtypes: Vec<String>,
     /// Timed repetitions of each (after one warm-up).
     #[arg(long, default_value_t = 7)]
     reps: usize,
@@ -49,29 +50,14 @@ pub struct BenchArgs {
     json: bool,
 }
 
-/// What one measurement measures.
-enum Job {
-    Elementwise(ElementwiseSpec),
-    Class(ClassSpec, usize, usize),
-}
-
-impl Job {
-    fn name(&self) -> &'static str {
-        match self {
-            Job::Elementwise(s) => s.loss.name(),
-            Job::Class(s, _, _) => s.loss.name(),
-        }
-    }
-}
-
 /// One measured loss on one backend.
 struct Row {
     loss: String,
     backend: &'static str,
     adapter: String,
-    n: usize,
-    /// Rows and classes of a class-dimension loss.
-    shape: Option<(usize, usize)>,
+    dtype: DType,
+    shape: Vec<usize>,
+    dims: &'static [&'static str],
     bytes: u64,
     median_ms: f64,
     /// Submit-to-completion as the host sees it (equal to `median_ms` without timestamps).
@@ -79,14 +65,16 @@ struct Row {
     copy_ms: f64,
     timing: &'static str,
     dispatches: Option<usize>,
-    /// The reduced loss and the gradient of the last run, for the GPU-against-CPU check.
-    value: f32,
-    grad: Vec<f32>,
+    /// The last run's outputs, for the GPU-against-CPU check.
+    output: CallOutput,
     /// `Some(true)` when this GPU row was checked against the CPU and agreed.
     checked: Option<bool>,
 }
 
 impl Row {
+    fn n(&self) -> usize {
+        self.shape.iter().product()
+    }
     fn gbps(&self) -> f64 {
         self.bytes as f64 / (self.median_ms * 1e-3) / 1e9
     }
@@ -98,7 +86,9 @@ impl Row {
             "loss": self.loss,
             "backend": self.backend,
             "adapter": self.adapter,
-            "n": self.n,
+            "dtype": self.dtype.name(),
+            "n": self.n(),
+            "shape": self.shape,
             "bytes": self.bytes,
             "median_ms": self.median_ms,
             "gbps": self.gbps(),
@@ -110,9 +100,11 @@ impl Row {
             "dispatches": self.dispatches,
             "checked_against_cpu": self.checked,
         });
-        if let Some((rows, classes)) = self.shape {
-            v["rows"] = rows.into();
-            v["classes"] = classes.into();
+        // The input's dimensions by name (rows and classes for the class family).
+        if self.dims.len() == self.shape.len() {
+            for (name, d) in self.dims.iter().zip(&self.shape) {
+                v[*name] = (*d).into();
+            }
         }
         v
     }
@@ -131,25 +123,24 @@ pub fn cpu_name() -> String {
     format!("{model} ({} threads)", rayon::current_num_threads())
 }
 
-fn parse_shape(s: &str) -> CliResult<(usize, usize)> {
+fn parse_shape(s: &str) -> CliResult<Vec<usize>> {
     let bad = || {
         CliError::Usage(format!(
-            "--shape {s}: expected ROWSxCLASSES, e.g. 4096x32768"
+            "--shape {s}: expected sizes joined by x, e.g. 4096x32768"
         ))
     };
-    let (r, c) = s.split_once('x').ok_or_else(bad)?;
-    let (r, c) = (
-        r.trim().parse().map_err(|_| bad())?,
-        c.trim().parse().map_err(|_| bad())?,
-    );
-    if r == 0 || c == 0 {
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse().map_err(|_| bad()))
+        .collect::<CliResult<_>>()?;
+    if dims.is_empty() || dims.contains(&0) {
         return Err(bad());
     }
-    Ok((r, c))
+    Ok(dims)
 }
 
-/// Times `run_loss` and a copy of the same bytes, interleaved; returns (loss median,
-/// loss wall median, copy median) in milliseconds.
+/// Times `record` and a copy of the same bytes, interleaved; returns (loss median, loss wall
+/// median, copy median) in milliseconds, and the timing source.
 fn time_gpu(
     ctx: &Context,
     bytes: u64,
@@ -207,91 +198,155 @@ fn time_cpu(
     ))
 }
 
-pub fn run(args: BenchArgs) -> CliResult<()> {
-    let names: Vec<String> = if args.loss.is_empty() {
-        wgloss::ELEMENTWISE_NAMES
-            .iter()
-            .chain(wgloss::CLASSWISE_NAMES)
-            .map(|s| s.to_string())
-            .collect()
-    } else {
-        args.loss.clone()
+/// What a row measures, before timing.
+struct Subject<'c> {
+    family: &'static dyn Family,
+    info: &'static LossInfo,
+    call: &'c Call,
+    bytes: u64,
+}
+
+impl Subject<'_> {
+    fn row(&self, backend: &'static str, adapter: String) -> Row {
+        Row {
+            loss: self.info.name.to_string(),
+            backend,
+            adapter,
+            dtype: self.call.dtype(),
+            shape: self
+                .call
+                .get(Operand::Input)
+                .map_or_else(Vec::new, |t| t.shape.clone()),
+            dims: self.info.dims,
+            bytes: self.bytes,
+            median_ms: 0.0,
+            wall_ms: 0.0,
+            copy_ms: 0.0,
+            timing: "wall",
+            dispatches: None,
+            output: CallOutput {
+                label: String::new(),
+                loss: wgloss::HostTensor::f32(Vec::new()),
+                grads: Vec::new(),
+                extras: Vec::new(),
+                scalars: Vec::new(),
+            },
+            checked: None,
+        }
+    }
+}
+
+fn bench_gpu(ctx: &Context, s: &Subject, reps: usize) -> CliResult<Row> {
+    let prepared = s.family.prepare_gpu(s.call, ctx)?;
+    let bound = prepared.bound();
+    let (median, wall, copy, timing) = time_gpu(ctx, s.bytes, reps, &|e| bound.record(e))?;
+    let read = prepared.read(ctx)?;
+    Ok(Row {
+        median_ms: median,
+        wall_ms: wall,
+        copy_ms: copy,
+        timing,
+        dispatches: Some(bound.dispatches()),
+        output: s.family.gpu_output(s.call, read)?,
+        ..s.row("gpu", ctx.adapter().info.name.clone())
+    })
+}
+
+fn bench_cpu(s: &Subject, reps: usize) -> CliResult<Row> {
+    let mut runner = s.family.cpu_runner(s.call)?;
+    let (median, copy) = time_cpu(s.bytes, reps, &mut || Ok(runner.run()?))?;
+    Ok(Row {
+        median_ms: median,
+        wall_ms: median,
+        copy_ms: copy,
+        output: runner.output(),
+        ..s.row("cpu", cpu_name())
+    })
+}
+
+/// The GPU row's loss and gradients against the CPU row's.
+fn agree(gpu: &Row, cpu: &Row) -> bool {
+    let close = |g: &[f32], c: &[f32], dtype: DType| {
+        Tolerance::gpu_against_cpu(c)
+            .rounded_to(dtype)
+            .check(g, c)
+            .is_ok()
     };
-    let shapes: Vec<(usize, usize)> = args
+    let (g, c) = (&gpu.output, &cpu.output);
+    close(&g.loss.data.to_f32(), &c.loss.data.to_f32(), DType::F32)
+        && c.grads.iter().all(|(o, cg)| {
+            g.grad(*o)
+                .is_some_and(|gg| close(&gg.data.to_f32(), &cg.data.to_f32(), gpu.dtype))
+        })
+}
+
+pub fn run(args: BenchArgs) -> CliResult<()> {
+    let wanted: Vec<(&'static dyn Family, &'static LossInfo)> = if args.loss.is_empty() {
+        families::all_losses().collect()
+    } else {
+        args.loss
+            .iter()
+            .map(|name| families::find(name))
+            .collect::<wgloss::Result<_>>()?
+    };
+    let shapes: Vec<Vec<usize>> = args
         .shapes
         .iter()
         .map(|s| parse_shape(s))
         .collect::<CliResult<_>>()?;
-    // Validate every name before measuring anything; measure the mean (what training uses).
-    let mut jobs = Vec::new();
-    for name in &names {
-        if ElementwiseLoss::from_name(name).is_ok() {
-            let s = build_spec(name, &[], None)?;
-            let s = if s.reduction == Reduction::None {
-                s.with_reduction(Reduction::Mean)
-            } else {
-                s
-            };
-            jobs.push(Job::Elementwise(s));
-        } else {
-            let loss = ClassLoss::from_name(name)?;
-            for &(r, c) in &shapes {
-                jobs.push(Job::Class(ClassSpec::new(loss.clone()), r, c));
-            }
-        }
-    }
-    let n = args.n.max(1);
+    let dtypes: Vec<DType> = args
+        .dtypes
+        .iter()
+        .map(|d| DType::parse(d))
+        .collect::<wgloss::Result<_>>()?;
     let reps = args.reps.max(1);
     let gpu = matches!(args.backend, Which::Gpu | Which::Both);
     let cpu = matches!(args.backend, Which::Cpu | Which::Both);
     let ctx = if gpu { Some(Context::new()?) } else { None };
-    let bar = ProgressBar::new((jobs.len() * (gpu as usize + cpu as usize)) as u64);
+    // Every call, built before anything is measured (a bad name fails at once).
+    let mut calls = Vec::new();
+    for &dtype in &dtypes {
+        let size = SampleSize {
+            n: args.n.max(1),
+            shapes: shapes.clone(),
+            dtype,
+        };
+        for &(family, info) in &wanted {
+            for call in family.samples(info, &size, 7, true) {
+                calls.push((family, info, call));
+            }
+        }
+    }
+    let bar = ProgressBar::new((calls.len() * (gpu as usize + cpu as usize)) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut rows: Vec<Row> = Vec::new();
-    let mut mismatches = Vec::new();
-    for job in &jobs {
+    let mut mismatches = 0;
+    for (family, info, call) in &calls {
+        let subject = Subject {
+            family: *family,
+            info,
+            call,
+            bytes: family.traffic_bytes(call)?,
+        };
         let mut measured = Vec::new();
-        match job {
-            Job::Elementwise(spec) => {
-                let data = tiled(&spec.loss, n);
-                let ops = data.operands(&spec.loss, false);
-                let layout = ops.validate(spec)?;
-                if let Some(ctx) = &ctx {
-                    wgloss::bench::check_fits(ctx, n as u64)?;
-                    bar.set_message(format!("{} on the GPU", spec.loss.name()));
-                    measured.push(bench_gpu(ctx, spec, &ops, layout, reps)?);
-                    bar.inc(1);
-                }
-                if cpu {
-                    bar.set_message(format!("{} on the CPU", spec.loss.name()));
-                    measured.push(bench_cpu(spec, &ops, layout, reps)?);
-                    bar.inc(1);
-                }
-            }
-            Job::Class(spec, r, c) => {
-                let data = tiled_class(*r, *c);
-                let ops = data.operands(&spec.loss, false, false);
-                if let Some(ctx) = &ctx {
-                    wgloss::bench::check_fits(ctx, (r * c) as u64)?;
-                    bar.set_message(format!("{} {r}x{c} on the GPU", spec.loss.name()));
-                    measured.push(bench_class_gpu(ctx, spec, &ops, reps)?);
-                    bar.inc(1);
-                }
-                if cpu {
-                    bar.set_message(format!("{} {r}x{c} on the CPU", spec.loss.name()));
-                    measured.push(bench_class_cpu(spec, &ops, reps)?);
-                    bar.inc(1);
-                }
-            }
+        if let Some(ctx) = &ctx {
+            bar.set_message(format!("{} on the GPU", info.name));
+            measured.push(bench_gpu(ctx, &subject, reps)?);
+            bar.inc(1);
+        }
+        if cpu {
+            bar.set_message(format!("{} on the CPU", info.name));
+            measured.push(bench_cpu(&subject, reps)?);
+            bar.inc(1);
         }
         // With both backends, the GPU's last results must match the CPU's.
         if let [g, c] = &mut measured[..] {
             g.checked = Some(agree(g, c));
             if g.checked == Some(false) {
-                mismatches.push(job.name());
+                mismatches += 1;
             }
         }
         for row in measured {
@@ -303,296 +358,62 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
     }
     bar.finish_and_clear();
     if !args.json {
-        println!(
-            "{:<22} {:<4} {:>13} {:>9} {:>10} {:>9} {:>10} {:>7}  {:<10} check",
-            "loss", "", "n", "MB", "median ms", "GB/s", "copy GB/s", "ratio", "timing"
-        );
-        for r in &rows {
-            let n = match r.shape {
-                Some((rows, classes)) => format!("{rows}x{classes}"),
-                None => r.n.to_string(),
-            };
-            println!(
-                "{:<22} {:<4} {:>13} {:>9.1} {:>10.3} {:>9.2} {:>10.2} {:>6.0}%  {:<10} {}",
-                r.loss,
-                r.backend,
-                n,
-                r.bytes as f64 / 1e6,
-                r.median_ms,
-                r.gbps(),
-                r.copy_gbps(),
-                100.0 * r.gbps() / r.copy_gbps(),
-                r.timing,
-                match r.checked {
-                    Some(true) => "agrees with the CPU",
-                    Some(false) => "MISMATCH with the CPU",
-                    None => "",
-                }
-            );
-        }
-        if let Some(r) = rows.iter().find(|r| r.backend == "gpu") {
-            println!("gpu: {}", r.adapter);
-        }
-        if let Some(r) = rows.iter().find(|r| r.backend == "cpu") {
-            println!("cpu: {}", r.adapter);
-        }
-        if gpu && cpu {
-            println!(
-                "every GPU result checked against the CPU: {}",
-                if mismatches.is_empty() {
-                    "all agree"
-                } else {
-                    "MISMATCH"
-                }
-            );
-        }
+        print_table(&rows, gpu && cpu, mismatches);
     }
-    if !mismatches.is_empty() {
+    if mismatches > 0 {
         return Err(CliError::Mismatch {
-            failures: mismatches.len(),
-            cases: jobs.len(),
+            failures: mismatches,
+            cases: calls.len(),
         });
     }
     Ok(())
 }
 
-/// The GPU row's loss and gradient against the CPU row's.
-fn agree(gpu: &Row, cpu: &Row) -> bool {
-    let close = |g: &[f32], c: &[f32]| Tolerance::gpu_against_cpu(c).check(g, c).is_ok();
-    close(&[gpu.value], &[cpu.value]) && close(&gpu.grad, &cpu.grad)
-}
-
-/// Operands of `n` elements: a seeded sample of at most 2^20, repeated (values do not change
-/// the time, and generating 2^26 random values per operand would dominate the run).
-fn tiled(loss: &ElementwiseLoss, n: usize) -> wgloss::sample::SampleData {
-    let base = wgloss::sample::sample(loss, n.min(1 << 20), 7);
-    let tile = |v: &[f32]| -> Vec<f32> { v.iter().copied().cycle().take(n).collect() };
-    wgloss::sample::SampleData {
-        input: tile(&base.input),
-        target: tile(&base.target),
-        weight: Vec::new(),
-        var: tile(&base.var),
-        pos_weight: base.pos_weight,
-        grad_output: Vec::new(),
+fn print_table(rows: &[Row], checked: bool, mismatches: usize) {
+    println!(
+        "{:<22} {:<4} {:<5} {:>13} {:>9} {:>10} {:>9} {:>10} {:>7}  {:<10} check",
+        "loss", "", "dtype", "shape", "MB", "median ms", "GB/s", "copy GB/s", "ratio", "timing"
+    );
+    for r in rows {
+        let shape = r
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        println!(
+            "{:<22} {:<4} {:<5} {:>13} {:>9.1} {:>10.3} {:>9.2} {:>10.2} {:>6.0}%  {:<10} {}",
+            r.loss,
+            r.backend,
+            r.dtype.name(),
+            shape,
+            r.bytes as f64 / 1e6,
+            r.median_ms,
+            r.gbps(),
+            r.copy_gbps(),
+            100.0 * r.gbps() / r.copy_gbps(),
+            r.timing,
+            match r.checked {
+                Some(true) => "agrees with the CPU",
+                Some(false) => "MISMATCH with the CPU",
+                None => "",
+            }
+        );
     }
-}
-
-/// Class data of `rows × classes`: 64 seeded rows, repeated (as [`tiled`], for the same reason).
-fn tiled_class(rows: usize, classes: usize) -> wgloss::sample::ClassSampleData {
-    let base = wgloss::sample::sample_class(rows.min(64), classes, 7);
-    fn tile<T: Copy>(v: &[T], n: usize) -> Vec<T> {
-        v.iter().copied().cycle().take(n).collect()
+    if let Some(r) = rows.iter().find(|r| r.backend == "gpu") {
+        println!("gpu: {}", r.adapter);
     }
-    let n = rows * classes;
-    wgloss::sample::ClassSampleData {
-        rows,
-        classes,
-        logits: tile(&base.logits, n),
-        indices: tile(&base.indices, rows),
-        classes_only: tile(&base.classes_only, rows),
-        probs: tile(&base.probs, n),
-        labels: tile(&base.labels, n),
-        lists: tile(&base.lists, n),
-        weight: base.weight,
-        grad_output: Vec::new(),
+    if let Some(r) = rows.iter().find(|r| r.backend == "cpu") {
+        println!("cpu: {}", r.adapter);
     }
-}
-
-/// The minimum traffic of a class-dimension loss with its gradient: the input read once, the
-/// gradient written once, the targets read once.
-fn upload(ctx: &Context, data: &[u8]) -> wgpu::Buffer {
-    use wgpu::util::DeviceExt;
-    ctx.device()
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("bench operand"),
-            contents: data,
-            usage: wgpu::BufferUsages::STORAGE,
-        })
-}
-
-fn output(ctx: &Context, len: usize) -> wgpu::Buffer {
-    ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("bench output"),
-        size: (len * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    })
-}
-
-/// What a result row measures: the loss, its elements (and rows × classes for the class
-/// family) and the minimum bytes of its forward+backward.
-struct Subject {
-    loss: String,
-    n: usize,
-    shape: Option<(usize, usize)>,
-    bytes: u64,
-}
-
-/// Times a bound loss against the copy kernel, then reads back its last loss and gradient.
-fn gpu_row(
-    ctx: &Context,
-    subject: Subject,
-    reps: usize,
-    bound: &BoundLoss,
-    loss: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
-) -> CliResult<Row> {
-    let (median, wall, copy, timing) = time_gpu(ctx, subject.bytes, reps, &|e| bound.record(e))?;
-    Ok(Row {
-        backend: "gpu",
-        adapter: ctx.adapter().info.name.clone(),
-        median_ms: median,
-        wall_ms: wall,
-        copy_ms: copy,
-        timing,
-        dispatches: Some(bound.dispatches()),
-        value: ctx.read_f32(loss, 0, 1)?[0],
-        grad: ctx.read_f32(grad, 0, subject.n)?,
-        checked: None,
-        loss: subject.loss,
-        n: subject.n,
-        shape: subject.shape,
-        bytes: subject.bytes,
-    })
-}
-
-/// Times `run` (which writes the gradient into its argument and returns the reduced loss)
-/// against the CPU copy.
-fn cpu_row(
-    subject: Subject,
-    reps: usize,
-    run: &mut dyn FnMut(&mut [f32]) -> CliResult<f32>,
-) -> CliResult<Row> {
-    let mut grad = vec![0.0f32; subject.n];
-    let mut value = 0.0;
-    let (median, copy) = time_cpu(subject.bytes, reps, &mut || {
-        value = run(&mut grad)?;
-        Ok(())
-    })?;
-    Ok(Row {
-        backend: "cpu",
-        adapter: cpu_name(),
-        median_ms: median,
-        wall_ms: median,
-        copy_ms: copy,
-        timing: "wall",
-        dispatches: None,
-        value,
-        grad,
-        checked: None,
-        loss: subject.loss,
-        n: subject.n,
-        shape: subject.shape,
-        bytes: subject.bytes,
-    })
-}
-
-fn elementwise_subject(spec: &ElementwiseSpec, layout: &wgloss::ElementwiseLayout) -> Subject {
-    Subject {
-        loss: spec.loss.name().to_string(),
-        n: layout.len as usize,
-        shape: None,
-        bytes: layout.traffic_bytes(spec),
+    if checked {
+        println!(
+            "every GPU result checked against the CPU: {}",
+            if mismatches == 0 {
+                "all agree"
+            } else {
+                "MISMATCH"
+            }
+        );
     }
-}
-
-fn bench_gpu(
-    ctx: &Context,
-    spec: &ElementwiseSpec,
-    ops: &wgloss::Operands,
-    layout: wgloss::ElementwiseLayout,
-    reps: usize,
-) -> CliResult<Row> {
-    let n = ops.input.len();
-    let input = upload(ctx, bytemuck::cast_slice(ops.input));
-    let target = ops.target.map(|t| upload(ctx, bytemuck::cast_slice(t)));
-    let var = ops.var.map(|v| upload(ctx, bytemuck::cast_slice(v)));
-    let grad = output(ctx, n);
-    let grad_var = spec.loss.has_grad_var().then(|| output(ctx, n));
-    let loss = output(ctx, 1);
-    // The minimum traffic, as for the CPU row (the partial sums are the kernel's own cost).
-    let subject = elementwise_subject(spec, &layout);
-    let plan = ctx.prepare_elementwise(spec, layout)?;
-    let bound = plan.bind(&ElementwiseBuffers {
-        target: target.as_ref().map(BufferRange::from),
-        var: var.as_ref().map(BufferRange::from),
-        grad_input: Some(BufferRange::from(&grad)),
-        grad_var: grad_var.as_ref().map(BufferRange::from),
-        ..ElementwiseBuffers::new(&input, &loss)
-    })?;
-    gpu_row(ctx, subject, reps, &bound, &loss, &grad)
-}
-
-fn bench_cpu(
-    spec: &ElementwiseSpec,
-    ops: &wgloss::Operands,
-    layout: wgloss::ElementwiseLayout,
-    reps: usize,
-) -> CliResult<Row> {
-    let mut grad_var = spec
-        .loss
-        .has_grad_var()
-        .then(|| vec![0.0f32; ops.input.len()]);
-    cpu_row(elementwise_subject(spec, &layout), reps, &mut |grad| {
-        let outputs = cpu::CpuOutputs {
-            grad_input: Some(grad),
-            grad_var: grad_var.as_deref_mut(),
-            loss: None,
-        };
-        Ok(cpu::compute_into(spec, ops, outputs)?.unwrap_or(f64::NAN) as f32)
-    })
-}
-
-/// Bytes of forward+backward: logits read and gradient written, targets read once.
-fn class_subject(spec: &ClassSpec, ops: &ClassOperands) -> CliResult<(Subject, ClassLayout)> {
-    let layout = ops.validate(spec)?;
-    let (rows, classes) = (layout.rows, layout.classes);
-    let n = rows * classes;
-    let target_values = match layout.target {
-        TargetKind::ClassIndex => rows,
-        _ => n,
-    };
-    let subject = Subject {
-        loss: spec.loss.name().to_string(),
-        n,
-        shape: Some((rows, classes)),
-        bytes: 8 * n as u64 + 4 * target_values as u64,
-    };
-    Ok((subject, layout))
-}
-
-fn bench_class_gpu(
-    ctx: &Context,
-    spec: &ClassSpec,
-    ops: &ClassOperands,
-    reps: usize,
-) -> CliResult<Row> {
-    let (subject, layout) = class_subject(spec, ops)?;
-    let (rows, classes) = (layout.rows, layout.classes);
-    let input = upload(ctx, bytemuck::cast_slice(ops.input));
-    let target = match ops.target {
-        ClassTarget::Indices(t) => upload(ctx, bytemuck::cast_slice(t)),
-        ClassTarget::Values(t) => upload(ctx, bytemuck::cast_slice(t)),
-    };
-    let grad = output(ctx, rows * classes);
-    let loss = output(ctx, 1);
-    let gpu_layout = ClassGpuLayout::new(rows as u64, classes as u32, layout.target);
-    let plan = ctx.prepare_class(spec, gpu_layout)?;
-    let bound = plan.bind(&ClassBuffers {
-        input: BufferRange::from(&input),
-        target: BufferRange::from(&target),
-        weight: None,
-        grad_output: None,
-        grad_input: Some(BufferRange::from(&grad)),
-        loss: BufferRange::from(&loss),
-        row_extras: None,
-    })?;
-    gpu_row(ctx, subject, reps, &bound, &loss, &grad)
-}
-
-fn bench_class_cpu(spec: &ClassSpec, ops: &ClassOperands, reps: usize) -> CliResult<Row> {
-    cpu_row(class_subject(spec, ops)?.0, reps, &mut |grad| {
-        let out = cpu::compute_class_into(spec, ops, grad)?;
-        Ok(out.value.scalar().unwrap_or(f32::NAN))
-    })
 }

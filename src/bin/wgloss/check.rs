@@ -1,10 +1,11 @@
-//! `wgloss check`: every loss on seeded random data, GPU against CPU, a table of the largest
-//! errors; exits non-zero on a mismatch.
+//! `wgloss check`: every loss of the registry on seeded data, GPU against CPU, a table of the
+//! largest errors; exits non-zero on a mismatch. The cases come from each family
+//! (`Family::samples`): every option variant worth checking, every reduction, awkward sizes.
 
 use clap::Args;
 use wgloss::compare::{ErrorStats, Mismatch, Tolerance};
-use wgloss::sample::{class_variants, loss_variants, sample, sample_class};
-use wgloss::{cpu, ClassLoss, ClassSpec, Context, ElementwiseLoss, ElementwiseSpec, Reduction};
+use wgloss::families::{self, Backend, CallOutput, SampleSize};
+use wgloss::{Context, DType};
 
 use crate::{CliError, CliResult};
 
@@ -13,161 +14,125 @@ pub struct CheckArgs {
     /// Only this loss (a LOSSES.md name); default every loss and option variant.
     #[arg(long)]
     loss: Option<String>,
-    /// The largest elementwise size checked (sizes 1, 257 and this).
+    /// The largest one-dimensional size checked (elementwise: sizes 1, 257 and this).
     #[arg(long, default_value_t = 65_537)]
     n: usize,
     /// The classes of the largest class-dimension shape checked (shapes 1x1, 3x2, 5x257 and
     /// 17 rows of this many classes).
     #[arg(long, default_value_t = 1000)]
     classes: usize,
+    /// The storage type of the float operands: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Seed of the random data.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
 }
 
-/// One compared case: its label, and the comparisons of its loss, gradients and extras.
-struct Case {
-    loss: String,
-    reduction: Reduction,
-    shape: String,
-    value: Result<ErrorStats, Mismatch>,
-    grads: Vec<Result<ErrorStats, Mismatch>>,
+fn compare(gpu: &[f32], cpu: &[f32], dtype: DType) -> Result<ErrorStats, Mismatch> {
+    // A 16-bit gradient may round the other way where the f32 values straddle a midpoint.
+    Tolerance::gpu_against_cpu(cpu)
+        .rounded_to(dtype)
+        .check(gpu, cpu)
 }
 
-impl Case {
-    fn print(&self) -> bool {
-        let ok = self.value.is_ok() && self.grads.iter().all(Result::is_ok);
-        let first_err = [&self.value]
-            .into_iter()
-            .chain(&self.grads)
-            .find_map(|r| r.as_ref().err());
-        let (v, g) = match (&self.value, self.grads.first()) {
-            (Ok(v), Some(Ok(g))) => (*v, *g),
-            _ => Default::default(),
+/// The loss, every gradient and every extra of the GPU against the CPU.
+fn compare_outputs(
+    g: &CallOutput,
+    c: &CallOutput,
+    dtype: DType,
+) -> Vec<(String, Result<ErrorStats, Mismatch>)> {
+    let mut results = vec![(
+        "loss".to_string(),
+        compare(&g.loss.data.to_f32(), &c.loss.data.to_f32(), DType::F32),
+    )];
+    for (operand, cg) in &c.grads {
+        let name = operand.grad().map_or("grad", |o| o.name()).to_string();
+        let result = match g.grad(*operand) {
+            Some(gg) => compare(&gg.data.to_f32(), &cg.data.to_f32(), dtype),
+            None => Tolerance::new(0.0, 0.0).check(&[1.0f32], &[0.0f32]),
         };
-        let verdict = match first_err {
-            None => "ok".to_string(),
-            Some(m) => format!("MISMATCH: {m}"),
-        };
-        println!(
-            "{:<52} {:<9} {:>10} {:>12.3e} {:>12.3e} {:>12.3e}  {verdict}",
-            self.loss,
-            self.reduction.name(),
-            self.shape,
-            v.max_rel,
-            g.max_abs,
-            g.max_rel
-        );
-        ok
+        results.push((name, result));
     }
-}
-
-fn compare(gpu: &[f32], cpu: &[f32]) -> Result<ErrorStats, Mismatch> {
-    Tolerance::gpu_against_cpu(cpu).check(gpu, cpu)
+    for (name, ce) in &c.extras {
+        let result = match g.extras.iter().find(|(n, _)| n == name) {
+            Some((_, ge)) => compare(&ge.data.to_f32(), &ce.data.to_f32(), DType::F32),
+            None => Tolerance::new(0.0, 0.0).check(&[1.0f32], &[0.0f32]),
+        };
+        results.push((name.to_string(), result));
+    }
+    for (name, cv) in &c.scalars {
+        let gv = g.scalars.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+        results.push((
+            name.to_string(),
+            Tolerance::new(0.0, 0.0).check(&[gv.unwrap_or(f64::NAN)], &[*cv]),
+        ));
+    }
+    results
 }
 
 pub fn run(args: CheckArgs) -> CliResult<()> {
+    let dtype = DType::parse(&args.dtype)?;
+    if let Some(name) = &args.loss {
+        families::find(name)?;
+    }
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter().summary());
-    let wanted = |name: &str| args.loss.as_deref().is_none_or(|w| w == name);
-    if let Some(name) = &args.loss {
-        if ElementwiseLoss::from_name(name).is_err() {
-            ClassLoss::from_name(name)?;
-        }
-    }
+    println!("storage: {dtype} ({})", ctx.storage(dtype));
     println!(
         "{:<52} {:<9} {:>10} {:>12} {:>12} {:>12}  result",
         "loss", "reduction", "shape", "loss rel", "grad abs", "grad rel"
     );
-    let (mut cases, mut failures) = (0, 0);
-    let mut record = |case: Case| {
-        cases += 1;
-        if !case.print() {
-            failures += 1;
-        }
+    let size = SampleSize {
+        n: args.n,
+        shapes: vec![vec![17, args.classes]],
+        dtype,
     };
-
-    for (i, loss) in loss_variants()
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| wanted(l.name()))
-    {
-        let reductions: &[Reduction] = if loss.always_summed() {
-            &[Reduction::Sum]
-        } else {
-            &[Reduction::None, Reduction::Mean, Reduction::Sum]
-        };
-        for &reduction in reductions {
-            for n in [1, 257, args.n] {
-                let data = sample(loss, n, args.seed + i as u64);
-                // Half the cases also pass the optional operands (weight, pos_weight).
-                let ops = data.operands(loss, n % 2 == 1);
-                let spec = ElementwiseSpec::new(loss.clone()).with_reduction(reduction);
-                let (g, c) = (ctx.compute(&spec, &ops)?, cpu::compute(&spec, &ops)?);
-                let mut grads = vec![compare(&g.grad, &c.grad)];
-                if let (Some(gv), Some(cv)) = (&g.grad_var, &c.grad_var) {
-                    grads.push(compare(gv, cv));
-                }
-                record(Case {
-                    loss: loss.to_string(),
-                    reduction,
-                    shape: n.to_string(),
-                    value: compare(g.value.as_slice(), c.value.as_slice()),
-                    grads,
-                });
-            }
+    let (mut cases, mut failures) = (0, 0);
+    for (family, info) in families::all_losses() {
+        if args.loss.as_deref().is_some_and(|l| l != info.name) {
+            continue;
         }
-    }
-
-    let mut variants: Vec<(ClassLoss, bool, bool)> = class_variants()
-        .into_iter()
-        .map(|(l, w)| (l, false, w))
-        .collect();
-    // Cross-entropy with probability targets too.
-    variants.push((ClassLoss::from_name("cross_entropy")?, true, true));
-    for (i, (loss, probs, weighted)) in variants
-        .iter()
-        .enumerate()
-        .filter(|(_, (l, _, _))| wanted(l.name()))
-    {
-        let reductions: &[Reduction] = if loss.per_element() {
-            &[
-                Reduction::None,
-                Reduction::Mean,
-                Reduction::Sum,
-                Reduction::BatchMean,
-            ]
-        } else {
-            &[Reduction::None, Reduction::Mean, Reduction::Sum]
-        };
-        for &reduction in reductions {
-            for (rows, classes) in [(1, 1), (3, 2), (5, 257), (17, args.classes)] {
-                let data = sample_class(rows, classes, args.seed + 100 + i as u64);
-                let spec = ClassSpec::new(loss.clone()).with_reduction(reduction);
-                let ops = data.operands(loss, *probs, *weighted);
-                let (g, c) = (
-                    ctx.compute_class(&spec, &ops)?,
-                    cpu::compute_class(&spec, &ops)?,
-                );
-                let mut grads = vec![compare(&g.grad, &c.grad)];
-                if let (Some(gl), Some(cl)) = (&g.row_lse, &c.row_lse) {
-                    grads.push(compare(gl, cl));
-                }
-                if g.row_correct != c.row_correct {
-                    grads.push(Tolerance::new(0.0, 0.0).check(&[1.0f32], &[0.0f32]));
-                }
-                let label = if *probs {
-                    format!("{loss} (probabilities)")
-                } else {
-                    loss.to_string()
-                };
-                record(Case {
-                    loss: label,
-                    reduction,
-                    shape: format!("{rows}x{classes}"),
-                    value: compare(g.value.as_slice(), c.value.as_slice()),
-                    grads,
-                });
+        for call in family.samples(info, &size, args.seed, false) {
+            let g = families::evaluate(&call, Backend::Gpu(&ctx))?;
+            let c = families::evaluate(&call, Backend::Cpu)?;
+            let results = compare_outputs(&g, &c, dtype);
+            let stats = |i: usize| {
+                results
+                    .get(i)
+                    .and_then(|(_, r)| r.as_ref().ok().copied())
+                    .unwrap_or_default()
+            };
+            let (v, gr) = (stats(0), stats(1));
+            let verdict = match results
+                .iter()
+                .find_map(|(name, r)| r.as_ref().err().map(|m| (name, m)))
+            {
+                None => "ok".to_string(),
+                Some((name, m)) => format!("MISMATCH in {name}: {m}"),
+            };
+            let shape = call
+                .get(wgloss::Operand::Input)
+                .map(|t| {
+                    t.shape
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("x")
+                })
+                .unwrap_or_default();
+            let (label, reduction) = c
+                .label
+                .rsplit_once(" (")
+                .map(|(l, r)| (l.to_string(), r.trim_end_matches(')').to_string()))
+                .unwrap_or((c.label.clone(), String::new()));
+            println!(
+                "{:<52} {:<9} {:>10} {:>12.3e} {:>12.3e} {:>12.3e}  {verdict}",
+                label, reduction, shape, v.max_rel, gr.max_abs, gr.max_rel
+            );
+            cases += 1;
+            if verdict != "ok" {
+                failures += 1;
             }
         }
     }

@@ -7,16 +7,62 @@ use crate::CliResult;
 
 #[derive(Args)]
 pub struct InfoArgs {
-    /// Also list adapters of every backend (GL included), not only those wgloss would search.
+    /// Also list adapters of every backend (GL included), not only the primary ones
+    /// (Vulkan, Metal, DX12) that wgloss searches first.
     #[arg(long)]
     all: bool,
+    /// List the losses of the registry: family, operands (with gradients marked), options
+    /// with their defaults, reductions.
+    #[arg(long)]
+    losses: bool,
+}
+
+fn print_losses() {
+    for (family, info) in wgloss::families::all_losses() {
+        println!("{} ({}): {}", info.name, family.name(), info.summary);
+        let operands: Vec<String> = info
+            .operands
+            .iter()
+            .map(|o| {
+                format!(
+                    "--{} {}{}{}",
+                    o.operand.name().replace('_', "-"),
+                    o.shape,
+                    if o.required { "" } else { ", optional" },
+                    if o.grad { ", has a gradient" } else { "" }
+                )
+            })
+            .collect();
+        println!("    operands: {}", operands.join("; "));
+        if !info.options.is_empty() {
+            let options: Vec<String> = info
+                .options
+                .iter()
+                .map(|o| format!("{}={} ({:?}: {})", o.key, o.default, o.ty, o.doc))
+                .collect();
+            println!("    options:  {}", options.join("; "));
+        }
+        let reductions: Vec<&str> = info.reductions.iter().map(|r| r.name()).collect();
+        println!(
+            "    reductions: {} (default {})",
+            reductions.join(", "),
+            info.default_reduction
+        );
+    }
 }
 
 pub fn run(args: InfoArgs) -> CliResult<()> {
+    if args.losses {
+        print_losses();
+        return Ok(());
+    }
+    // GL is probed only when asked for (or when WGPU_BACKEND names it): its EGL setup is
+    // slow and noisy, and Context::new looks at it only when no primary backend has an
+    // adapter.
     let backends = if args.all {
         wgpu::Backends::all()
     } else {
-        wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())
+        wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY)
     };
     println!("adapters ({backends:?}):");
     for adapter in wgloss::enumerate_adapters(backends) {
@@ -67,9 +113,11 @@ pub fn run(args: InfoArgs) -> CliResult<()> {
         a.timestamps()
     );
     println!(
-        "wgloss: reduction {:?}, chunks of {} bytes per binding",
+        "wgloss: reduction {:?} (teams of {} lanes), chunks of {} bytes per binding, f16 stored as {}",
         ctx.reduce_strategy(),
-        ctx.binding_bytes()
+        ctx.team_lanes(),
+        ctx.binding_bytes(),
+        ctx.storage(wgloss::DType::F16)
     );
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! `wgloss`: the command-line tool of the wgloss library.
 //!
 //! * `wgloss info`: every adapter seen, the one chosen, its limits and features.
-//! * `wgloss eval LOSS --input X.npy [--target Y.npy] ...`: one loss on .npy files.
-//! * `wgloss check [--loss NAME]`: every loss on random data, GPU against CPU.
+//! * `wgloss eval LOSS --input X.npy [--target Y.npy] ...`: one loss on .npy or .safetensors
+//!   files; every operand of every loss is a flag (`--anchor FILE`, ...), found through the
+//!   library's registry of losses (`wgloss::families`).
+//! * `wgloss check [--loss NAME]`: every loss on seeded data, GPU against CPU.
 //! * `wgloss bench [--loss NAME] [--n N] [--json]`: GPU and CPU time against a memory copy.
 //!
 //! Bad input exits with status 1 and one line naming the problem; never a panic.
@@ -10,10 +12,10 @@
 mod bench;
 mod check;
 mod eval;
+mod files;
 mod info;
-mod npy;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// What can go wrong in the tool: the library's errors, and problems with files and flags.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +47,7 @@ struct Cli {
 enum Command {
     /// Every adapter seen, the one chosen, its limits and features.
     Info(info::InfoArgs),
-    /// Evaluate one loss and its gradient on .npy files.
+    /// Evaluate one loss and its gradients on .npy or .safetensors files.
     Eval(Box<eval::EvalArgs>),
     /// Every loss on seeded random data, GPU against CPU; fails on a mismatch.
     Check(check::CheckArgs),
@@ -53,11 +55,42 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Mesa's Vulkan device-select layer connects to a Wayland display while listing devices,
+/// and prints two "XDG_RUNTIME_DIR is invalid" lines where there is none. wgloss ranks the
+/// adapters itself, so without a display session (and unless the user asks for the layer)
+/// the tool turns the layer off, keeping stderr for real errors.
+fn quiet_device_select() {
+    let asked = [
+        "NODEVICE_SELECT",
+        "MESA_VK_DEVICE_SELECT",
+        "XDG_RUNTIME_DIR",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
+    if !asked {
+        // Single-threaded here: nothing else reads the environment yet.
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() {
-    let cli = Cli::parse();
+    quiet_device_select();
+    // `eval` takes a flag per operand of the registry's losses.
+    let command = Cli::command().mut_subcommand("eval", eval::operand_flags);
+    let matches = command.get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Info(args) => info::run(args),
-        Command::Eval(args) => eval::run(*args),
+        Command::Eval(args) => {
+            let operands = matches
+                .subcommand_matches("eval")
+                .map(eval::operand_files)
+                .unwrap_or_default();
+            eval::run(*args, operands)
+        }
         Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
     };

@@ -1,13 +1,15 @@
 //! The math of each elementwise loss on the CPU: one small function per loss, the twin of its
-//! WGSL function in `shaders/elementwise_losses.wgsl`.
+//! WGSL function in `shaders/elementwise/losses.wgsl`.
 //!
 //! Each takes the input `x`, the target `y`, the side input `a` (`var`, `pos_weight`, or 1)
 //! and the option values `p` (see [`crate::ElementwiseLoss::params`]) and returns the loss
 //! term with its derivatives. Comparisons are written so that a NaN input flows into the
-//! arithmetic branch and comes out as NaN, as in PyTorch.
+//! arithmetic branch and comes out as NaN, as in PyTorch. Masked entries (LOSSES.md): a term
+//! whose coefficient is exactly 0 contributes 0 even when its other factor is infinite
+//! ([`mul_masked`]).
 
-use super::math::{
-    abs, exp, exp_neg_parts, ln, ln_1p, log_cosh_tanh_small, pow_nonneg, relu, sign,
+use crate::cpu::math::{
+    abs, exp, exp_neg_parts, ln, ln_1p, log_cosh_tanh_small, mul_masked, pow_nonneg, relu, sign,
 };
 
 /// One loss term and its derivatives.
@@ -164,9 +166,9 @@ pub fn poisson_nll_for<const LOG_INPUT: bool, const FULL: bool>(
     let eps = p[2];
     let (mut value, grad) = if LOG_INPUT {
         let ex = exp(x);
-        (ex - y * x, ex - y)
+        (ex - mul_masked(y, x), ex - y)
     } else {
-        (x - y * ln(x + eps), 1.0 - y / (x + eps))
+        (x - mul_masked(y, ln(x + eps)), 1.0 - y / (x + eps))
     };
     if FULL && y > 1.0 {
         value += y * ln(y) - y + 0.5 * ln(std::f32::consts::TAU * y);
@@ -207,7 +209,10 @@ pub fn bce_with_logits(x: f32, y: f32, pos_weight: f32, _: [f32; 4]) -> Terms {
     let (sp_neg, sp_pos, sig_neg, sig_pos) = logistic(x);
     let py = pos_weight * y;
     let ny = 1.0 - y;
-    terms(py * sp_neg + ny * sp_pos, ny * sig_pos - py * sig_neg)
+    terms(
+        mul_masked(py, sp_neg) + mul_masked(ny, sp_pos),
+        ny * sig_pos - py * sig_neg,
+    )
 }
 
 #[inline(always)]
@@ -226,7 +231,7 @@ pub fn sigmoid_focal_for<const GAMMA_2: bool>(x: f32, y: f32, _: f32, p: [f32; 4
     let (alpha, gamma) = (p[0], p[1]);
     let (sp_neg, sp_pos, sig_neg, sig_pos) = logistic(x);
     let ny = 1.0 - y;
-    let ce = y * sp_neg + ny * sp_pos;
+    let ce = mul_masked(y, sp_neg) + mul_masked(ny, sp_pos);
     let dce = ny * sig_pos - y * sig_neg;
     // 1 - p_t written without cancellation; it is a convex combination, so >= 0.
     let m = y * sig_neg + ny * sig_pos;

@@ -11,11 +11,12 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::math::{exp, ln, tanh};
+use super::{ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind};
+use crate::cpu::math::{exp, ln, mul_masked, tanh};
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Operand, Result};
 use crate::output::{ClassOutput, LossValue};
-use crate::spec::classwise::{ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind};
-use crate::spec::Reduction;
+use crate::reduction::Reduction;
 
 /// Elements per rayon task (whole rows).
 const TASK_ELEMENTS: usize = 1 << 15;
@@ -58,7 +59,8 @@ fn lane_sum(values: &[f32]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-/// `Σ w (z - shift)` (`w` = 1 when absent), in lanes.
+/// `Σ w (z - shift)` (`w` = 1 when absent), in lanes; a weight of 0 adds 0 even where
+/// `z = -inf` (a masked class).
 fn lane_sum_shifted(w: Option<&[f32]>, z: &[f32], shift: f32) -> f64 {
     let mut acc = [0.0f64; LANES];
     let mut tail = 0.0f64;
@@ -67,11 +69,11 @@ fn lane_sum_shifted(w: Option<&[f32]>, z: &[f32], shift: f32) -> f64 {
             let (mut cw, mut cz) = (w.chunks_exact(LANES), z.chunks_exact(LANES));
             for (a, b) in (&mut cw).zip(&mut cz) {
                 for l in 0..LANES {
-                    acc[l] += (a[l] * (b[l] - shift)) as f64;
+                    acc[l] += mul_masked(a[l], b[l] - shift) as f64;
                 }
             }
             for (&a, &b) in cw.remainder().iter().zip(cz.remainder()) {
-                tail += (a * (b - shift)) as f64;
+                tail += mul_masked(a, b - shift) as f64;
             }
         }
         None => {
@@ -104,6 +106,15 @@ fn row_max(z: &[f32]) -> f32 {
         best = best.max(v);
     }
     best
+}
+
+/// [`mul_masked`] in `f64`.
+fn mul_masked64(c: f64, f: f64) -> f64 {
+    if c == 0.0 && f.is_infinite() {
+        0.0
+    } else {
+        c * f
+    }
 }
 
 /// The options of cross-entropy, resolved.
@@ -166,7 +177,8 @@ fn cross_entropy_row(
                 for i in 0..c {
                     let wt = w.map_or(1.0, |w| w[i]) * ((1.0 - eps) * t[i] + eps * inv_c);
                     swt += wt as f64;
-                    swtz += (wt * (z[i] - max)) as f64;
+                    // A zero target on a masked class (z = -inf) adds 0.
+                    swtz += mul_masked(wt, z[i] - max) as f64;
                 }
                 (max, false, 0.0, 0.0, swt, swtz)
             }
@@ -189,15 +201,18 @@ fn cross_entropy_row(
         RowTarget::Index(y) => {
             let w_y = w.map_or(1.0, |w| w[y as usize]) as f64;
             let e = eps as f64;
-            // lse - z = ln_s - (z - max): sums of non-negative terms, no cancellation.
-            let nll = w_y * (ln_s - (z_y - max) as f64);
+            // lse - z = ln_s - (z - max): sums of non-negative terms, no cancellation. A masked
+            // target (z_y = -inf) costs inf, unless its weight (or 1 - ε) is 0.
+            let nll = mul_masked64(w_y, ln_s - (z_y - max) as f64);
             let smooth = w_total * ln_s - swz;
-            let loss = (1.0 - e) * nll + e / c as f64 * smooth + zl * lse * lse;
+            let loss = mul_masked64(1.0 - e, nll)
+                + mul_masked64(e / c as f64, smooth)
+                + mul_masked64(zl, lse * lse);
             let a = (1.0 - e) * w_y + e / c as f64 * w_total + 2.0 * zl * lse;
             (loss, a, (1.0 - e) * w_y)
         }
         RowTarget::Values(_) => {
-            let loss = swt * ln_s - swtz + zl * lse * lse;
+            let loss = swt * ln_s - swtz + mul_masked64(zl, lse * lse);
             (loss, swt + 2.0 * zl * lse, 0.0)
         }
         RowTarget::List(_) => unreachable!(),
@@ -273,7 +288,7 @@ fn nll_row(
     let w_y = w.map_or(1.0, |w| w[y as usize]);
     grad[y as usize] = -w_y * scale;
     RowOut {
-        loss: -(w_y as f64) * x[y as usize] as f64,
+        loss: -mul_masked(w_y, x[y as usize]) as f64,
         ..Default::default()
     }
 }
@@ -294,12 +309,14 @@ fn kl_div_row(
     let mut elem = elem;
     for i in 0..x.len() {
         let (v, g) = if log_target {
+            // A target of -inf (probability 0) contributes 0 whatever x is.
             let et = exp(t[i]);
-            (et * (t[i] - x[i]), -et)
+            (mul_masked(et, t[i] - x[i]), -et)
         } else {
-            // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0; a negative target is NaN.
+            // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0, and 0 x is 0 at x = -inf; a negative
+            // target is NaN.
             let xlogy = if t[i] == 0.0 { 0.0 } else { t[i] * ln(t[i]) };
-            (xlogy - t[i] * x[i], -t[i])
+            (xlogy - mul_masked(t[i], x[i]), -t[i])
         };
         total += v as f64;
         if let Some(e) = elem.as_deref_mut() {
@@ -399,9 +416,10 @@ fn multilabel_soft_margin_row(
     let c = x.len() as f32;
     let mut total = 0.0f64;
     for i in 0..x.len() {
-        let terms = super::losses::bce_with_logits(x[i], t[i], 1.0, [0.0; 4]);
+        let terms =
+            crate::families::elementwise::losses::bce_with_logits(x[i], t[i], 1.0, [0.0; 4]);
         let w = w.map_or(1.0, |w| w[i]) / c;
-        total += (w * terms.value) as f64;
+        total += mul_masked(w, terms.value) as f64;
         grad[i] = w * terms.grad * scale;
     }
     RowOut {
@@ -456,22 +474,29 @@ fn multilabel_margin_row(x: &[f32], targets: &[i32], scale: f32, grad: &mut [f32
 ///
 /// # Errors
 /// Bad shapes, options or class indices, as [`ClassOperands::validate`] reports them.
-pub fn compute(spec: &ClassSpec, ops: &ClassOperands) -> Result<ClassOutput> {
-    let mut grad = vec![0.0f32; ops.input.len()];
+pub fn compute<T: Element>(spec: &ClassSpec, ops: &ClassOperands<T>) -> Result<ClassOutput<T>> {
+    let mut grad = vec![T::default(); ops.input.len()];
     let rest = compute_into(spec, ops, &mut grad)?;
     Ok(ClassOutput { grad, ..rest })
 }
 
+/// A row's operands as `f32`.
+struct RowIn<'a> {
+    x: &'a [f32],
+    values: Option<&'a [f32]>,
+}
+
 /// [`compute`] into the caller's gradient (`rows × classes`, every value overwritten); the
-/// returned output's `grad` is empty.
+/// returned output's `grad` is empty. Operands of `f16`/`bf16` are converted to `f32` a group
+/// of rows at a time and the gradient converted back (nearest, ties to even).
 ///
 /// # Errors
 /// As [`compute`], and [`Error::LengthMismatch`] for a gradient of the wrong length.
-pub fn compute_into(
+pub fn compute_into<T: Element>(
     spec: &ClassSpec,
-    ops: &ClassOperands,
-    grad: &mut [f32],
-) -> Result<ClassOutput> {
+    ops: &ClassOperands<T>,
+    grad: &mut [T],
+) -> Result<ClassOutput<T>> {
     let layout = ops.validate(spec)?;
     let (rows, c) = (layout.rows, layout.classes);
     let loss = &spec.loss;
@@ -480,6 +505,8 @@ pub fn compute_into(
         ClassTarget::Indices(t) if layout.target == TargetKind::ClassIndex => t[r],
         _ => 0,
     };
+    let weight: Option<Vec<f32>> = ops.weight.map(|w| w.iter().map(|v| v.to_f32()).collect());
+    let weight = weight.as_deref();
     // The divisor of `mean`, known before any row: PyTorch's rule per loss.
     let counted = |r: usize| match loss.ignore_index() {
         Some(ignore) if layout.target == TargetKind::ClassIndex => index_of(r) != ignore,
@@ -495,7 +522,7 @@ pub fn compute_into(
             {
                 (0..rows)
                     .filter(|&r| counted(r))
-                    .map(|r| ops.weight.map_or(1.0, |w| w[index_of(r) as usize] as f64))
+                    .map(|r| weight.map_or(1.0, |w| w[index_of(r) as usize] as f64))
                     .sum()
             }
             _ => rows as f64,
@@ -534,14 +561,15 @@ pub fn compute_into(
         _ => None,
     };
     let ones = vec![1.0f32; c];
-    let row_fn = |r: usize, g: &mut [f32], elem: Option<&mut [f32]>| -> RowOut {
-        let x = &ops.input[r * c..(r + 1) * c];
-        let target = match ops.target {
-            ClassTarget::Indices(t) if layout.target == TargetKind::IndexList => {
+    let row_fn = |r: usize, inp: RowIn, g: &mut [f32], elem: Option<&mut [f32]>| -> RowOut {
+        let x = inp.x;
+        let target = match (ops.target, inp.values) {
+            (ClassTarget::Indices(t), _) if layout.target == TargetKind::IndexList => {
                 RowTarget::List(&t[r * c..(r + 1) * c])
             }
-            ClassTarget::Indices(t) => RowTarget::Index(t[r]),
-            ClassTarget::Values(t) => RowTarget::Values(&t[r * c..(r + 1) * c]),
+            (ClassTarget::Indices(t), _) => RowTarget::Index(t[r]),
+            (ClassTarget::Values(_), Some(v)) => RowTarget::Values(v),
+            (ClassTarget::Values(_), None) => RowTarget::Values(&ones),
         };
         let scale = match ops.grad_output {
             Some(go) if !loss.per_element() => go[r],
@@ -553,10 +581,10 @@ pub fn compute_into(
         };
         match *loss {
             ClassLoss::CrossEntropy { .. } => match ce {
-                Some(ce) => cross_entropy_row(ce, x, target, ops.weight, scale, g),
+                Some(ce) => cross_entropy_row(ce, x, target, weight, scale, g),
                 None => RowOut::default(),
             },
-            ClassLoss::Nll { ignore_index } => nll_row(ignore_index, x, y, ops.weight, scale, g),
+            ClassLoss::Nll { ignore_index } => nll_row(ignore_index, x, y, weight, scale, g),
             ClassLoss::KlDiv { log_target } => {
                 let t = match target {
                     RowTarget::Values(t) => t,
@@ -573,7 +601,7 @@ pub fn compute_into(
                 },
                 x,
                 y,
-                ops.weight,
+                weight,
                 scale,
                 g,
             ),
@@ -595,7 +623,7 @@ pub fn compute_into(
                     RowTarget::Values(t) => t,
                     _ => &ones,
                 };
-                multilabel_soft_margin_row(x, t, ops.weight, scale, g)
+                multilabel_soft_margin_row(x, t, weight, scale, g)
             }
             ClassLoss::MultilabelMargin => match target {
                 RowTarget::List(t) => multilabel_margin_row(x, t, scale, g),
@@ -603,31 +631,62 @@ pub fn compute_into(
             },
         }
     };
+    let values = match ops.target {
+        ClassTarget::Values(v) => Some(v),
+        ClassTarget::Indices(_) => None,
+    };
+    // One task: rows `first..` of the gradient chunk `g` (and of the per-element losses).
+    let task = |first: usize, g: &mut [T], mut e: Option<&mut [f32]>| -> Vec<RowOut> {
+        let n = g.len() / c;
+        let range = first * c..(first + n) * c;
+        let mut outs = Vec::with_capacity(n);
+        if T::DTYPE == DType::F32 {
+            let x = T::as_f32_slice(&ops.input[range.clone()]).unwrap_or(&[]);
+            let v = values.and_then(|v| T::as_f32_slice(&v[range.clone()]));
+            let g = T::as_f32_slice_mut(g).unwrap_or(&mut []);
+            for (i, g) in g.chunks_mut(c).enumerate() {
+                let inp = RowIn {
+                    x: &x[i * c..(i + 1) * c],
+                    values: v.map(|v| &v[i * c..(i + 1) * c]),
+                };
+                let elem = e.as_deref_mut().map(|e| &mut e[i * c..(i + 1) * c]);
+                outs.push(row_fn(first + i, inp, g, elem));
+            }
+            return outs;
+        }
+        // 16-bit operands: the task's rows converted to f32 once, the gradient converted back.
+        let mut x = vec![0.0f32; range.len()];
+        T::to_f32_slice(&ops.input[range.clone()], &mut x);
+        let v: Option<Vec<f32>> = values.map(|v| {
+            let mut out = vec![0.0f32; range.len()];
+            T::to_f32_slice(&v[range.clone()], &mut out);
+            out
+        });
+        let mut g32 = vec![0.0f32; range.len()];
+        for (i, gr) in g32.chunks_mut(c).enumerate() {
+            let inp = RowIn {
+                x: &x[i * c..(i + 1) * c],
+                values: v.as_deref().map(|v| &v[i * c..(i + 1) * c]),
+            };
+            let elem = e.as_deref_mut().map(|e| &mut e[i * c..(i + 1) * c]);
+            outs.push(row_fn(first + i, inp, gr, elem));
+        }
+        T::from_f32_slice(&g32, g);
+        outs
+    };
     // Rows in parallel groups; collecting keeps row order, so sums are reproducible.
+    let chunk = c * rows_per_task;
     let outs: Vec<RowOut> = match elem_losses.as_deref_mut() {
         Some(elem) => grad
-            .par_chunks_mut(c * rows_per_task)
-            .zip(elem.par_chunks_mut(c * rows_per_task))
+            .par_chunks_mut(chunk)
+            .zip(elem.par_chunks_mut(chunk))
             .enumerate()
-            .flat_map_iter(|(task, (g, e))| {
-                let first = task * rows_per_task;
-                g.chunks_mut(c)
-                    .zip(e.chunks_mut(c))
-                    .enumerate()
-                    .map(|(i, (g, e))| row_fn(first + i, g, Some(e)))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map_iter(|(t, (g, e))| task(t * rows_per_task, g, Some(e)))
             .collect(),
         None => grad
-            .par_chunks_mut(c * rows_per_task)
+            .par_chunks_mut(chunk)
             .enumerate()
-            .flat_map_iter(|(task, g)| {
-                let first = task * rows_per_task;
-                g.chunks_mut(c)
-                    .enumerate()
-                    .map(|(i, g)| row_fn(first + i, g, None))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map_iter(|(t, g)| task(t * rows_per_task, g, None))
             .collect(),
     };
     let value = match (reduction, elem_losses) {

@@ -1,39 +1,55 @@
 //! The CPU driver of the elementwise family: rayon over fixed blocks, SIMD lanes within a
 //! block, `f64` accumulation, a deterministic order of summation.
+//!
+//! Operands of `f16`/`bf16` are converted to `f32` a block at a time (vectorised by the
+//! `half` crate), and gradients converted back (nearest, ties to even); `f32` operands are
+//! read and written in place.
 
 use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::losses::{self, Terms};
+use super::{ElementwiseLoss, ElementwiseSpec, Operands};
+use crate::dtype::{f32_view, DType, Element};
 use crate::error::{Error, Operand, Result};
 use crate::output::{LossOutput, LossValue};
-use crate::spec::elementwise::{ElementwiseLoss, ElementwiseSpec, Operands};
-use crate::spec::Reduction;
+use crate::reduction::Reduction;
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
 const BLOCK: usize = 1 << 15;
 /// SIMD lanes per step; the per-loss math is inlined into a loop over these.
 const LANES: usize = 8;
 
-/// Where the CPU path writes its results (each optional; a `None` is not computed or kept).
-#[derive(Debug, Default)]
-pub struct CpuOutputs<'a> {
+/// Where the CPU path writes its results (each optional; a `None` is not computed or kept):
+/// gradients in the operands' type `T`, losses in `f32`.
+#[derive(Debug)]
+pub struct CpuOutputs<'a, T: Element = f32> {
     /// Gradient with respect to `input`, one per element.
-    pub grad_input: Option<&'a mut [f32]>,
+    pub grad_input: Option<&'a mut [T]>,
     /// Gradient with respect to `var` (`gaussian_nll`), one per element.
-    pub grad_var: Option<&'a mut [f32]>,
+    pub grad_var: Option<&'a mut [T]>,
     /// Per-element losses (reduction `none` only).
     pub loss: Option<&'a mut [f32]>,
+}
+
+impl<T: Element> Default for CpuOutputs<'_, T> {
+    fn default() -> Self {
+        CpuOutputs {
+            grad_input: None,
+            grad_var: None,
+            loss: None,
+        }
+    }
 }
 
 /// Computes an elementwise loss and its gradients on the CPU, allocating the outputs.
 ///
 /// # Errors
 /// Bad operands or options, as [`Operands::validate`] reports them.
-pub fn compute(spec: &ElementwiseSpec, ops: &Operands) -> Result<LossOutput> {
+pub fn compute<T: Element>(spec: &ElementwiseSpec, ops: &Operands<T>) -> Result<LossOutput<T>> {
     let n = ops.input.len();
-    let mut grad = vec![0.0f32; n];
-    let mut grad_var = spec.loss.has_grad_var().then(|| vec![0.0f32; n]);
+    let mut grad = vec![T::default(); n];
+    let mut grad_var = spec.loss.has_grad_var().then(|| vec![T::default(); n]);
     let mut loss = (!spec.reduction.is_reduced()).then(|| vec![0.0f32; n]);
     let reduced = compute_into(
         spec,
@@ -61,25 +77,28 @@ pub fn compute(spec: &ElementwiseSpec, ops: &Operands) -> Result<LossOutput> {
 ///
 /// # Errors
 /// Bad operands or options, or an output slice of the wrong length.
-pub fn compute_into(
+pub fn compute_into<T: Element>(
     spec: &ElementwiseSpec,
-    ops: &Operands,
-    outs: CpuOutputs,
+    ops: &Operands<T>,
+    outs: CpuOutputs<T>,
 ) -> Result<Option<f64>> {
     ops.validate(spec)?;
     let n = ops.input.len();
-    let check = |operand: Operand, s: &Option<&mut [f32]>| match s {
-        Some(s) if s.len() != n => Err(Error::LengthMismatch {
+    let check = |operand: Operand, len: Option<usize>| match len {
+        Some(len) if len != n => Err(Error::LengthMismatch {
             loss: spec.loss.name(),
             operand,
             expected: n,
-            actual: s.len(),
+            actual: len,
         }),
         _ => Ok(()),
     };
-    check(Operand::GradInput, &outs.grad_input)?;
-    check(Operand::GradVar, &outs.grad_var)?;
-    check(Operand::Loss, &outs.loss)?;
+    check(
+        Operand::GradInput,
+        outs.grad_input.as_ref().map(|s| s.len()),
+    )?;
+    check(Operand::GradVar, outs.grad_var.as_ref().map(|s| s.len()))?;
+    check(Operand::Loss, outs.loss.as_ref().map(|s| s.len()))?;
     if spec.reduction.is_reduced() && outs.loss.is_some() {
         return Err(Error::UnexpectedOperand {
             loss: spec.loss.name(),
@@ -87,8 +106,12 @@ pub fn compute_into(
             hint: " as a per-element output with a reduced loss",
         });
     }
+    let pos_weight: Option<Vec<f32>> = ops
+        .pos_weight
+        .map(|pw| pw.iter().map(|v| v.to_f32()).collect());
     let job = Job {
         ops,
+        pos_weight: pos_weight.as_deref(),
         reduction: spec.reduction,
         inv_n: 1.0 / n as f32,
         options: spec.loss.params(),
@@ -182,7 +205,7 @@ impl<const GAMMA_2: bool> TermsFn for SigmoidFocal<GAMMA_2> {
 }
 
 /// A user-defined loss: its closure, called per element.
-struct User<'f>(&'f crate::spec::elementwise::CustomCpuFn);
+struct User<'f>(&'f super::CustomCpuFn);
 
 impl TermsFn for User<'_> {
     #[inline(always)]
@@ -197,31 +220,57 @@ impl TermsFn for User<'_> {
 }
 
 /// The validated operands of one call.
-struct Job<'o, 'a> {
-    ops: &'o Operands<'a>,
+struct Job<'o, 'a, T: Element> {
+    ops: &'o Operands<'a, T>,
+    /// `pos_weight` as `f32` (a row of columns, converted once).
+    pos_weight: Option<&'o [f32]>,
     reduction: Reduction,
     inv_n: f32,
     options: [f32; 4],
 }
 
 /// One block's slices of the mutable outputs.
-struct BlockOut<'a> {
+struct BlockOut<'a, T: Element> {
     start: usize,
-    grad_input: Option<&'a mut [f32]>,
-    grad_var: Option<&'a mut [f32]>,
+    grad_input: Option<&'a mut [T]>,
+    grad_var: Option<&'a mut [T]>,
     loss: Option<&'a mut [f32]>,
 }
 
-impl Job<'_, '_> {
+/// A block's `f32` scratch for operands and gradients of 16-bit types.
+struct BlockScratch {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    side: Vec<f32>,
+    weight: Vec<f32>,
+    grad_input: Vec<f32>,
+    grad_var: Vec<f32>,
+}
+
+impl BlockScratch {
+    fn new() -> Self {
+        let v = || vec![0.0f32; BLOCK];
+        BlockScratch {
+            x: v(),
+            y: v(),
+            side: v(),
+            weight: v(),
+            grad_input: v(),
+            grad_var: v(),
+        }
+    }
+}
+
+impl<T: Element> Job<'_, '_, T> {
     /// Runs `f` over every element; returns the reduced value for `mean`/`sum`.
     ///
     /// `f` is a function item (a zero-sized type), so each loss's `#[inline(always)]` math is
     /// inlined into its own copy of the SIMD loop; a closure around it was not.
-    fn run<F: TermsFn>(&self, f: &F, outs: CpuOutputs) -> Option<f64>
+    fn run<F: TermsFn>(&self, f: &F, outs: CpuOutputs<T>) -> Option<f64>
 where {
         let n = self.ops.input.len();
         let blocks = n.div_ceil(BLOCK);
-        let jobs: Vec<BlockOut> = split_blocks(outs.grad_input, blocks)
+        let jobs: Vec<BlockOut<T>> = split_blocks(outs.grad_input, blocks)
             .into_iter()
             .zip(split_blocks(outs.grad_var, blocks))
             .zip(split_blocks(outs.loss, blocks))
@@ -234,7 +283,13 @@ where {
             })
             .collect();
         // Collecting keeps block order, so the final sum is the same run after run.
-        let sums: Vec<f64> = jobs.into_par_iter().map(|out| self.block(f, out)).collect();
+        let sums: Vec<f64> = jobs
+            .into_par_iter()
+            .map_init(
+                || (T::DTYPE != DType::F32).then(BlockScratch::new),
+                |scratch, out| self.block(f, out, scratch.as_mut()),
+            )
+            .collect();
         let total: f64 = sums.iter().sum();
         match self.reduction {
             Reduction::None => None,
@@ -244,47 +299,107 @@ where {
         }
     }
 
-    /// One block: the loss terms lane by lane, then weight, gradient scale and stores.
-    fn block<F: TermsFn>(&self, f: &F, out: BlockOut) -> f64
+    /// One block: the loss terms lane by lane, then weight, gradient scale and stores. With
+    /// `scratch` (16-bit operands), the operands are converted into it first and the
+    /// gradients converted back after.
+    fn block<F: TermsFn>(
+        &self,
+        f: &F,
+        out: BlockOut<T>,
+        scratch: Option<&mut BlockScratch>,
+    ) -> f64
 where {
         let ops = self.ops;
         let end = (out.start + BLOCK).min(ops.input.len());
         let range = out.start..end;
-        let x = &ops.input[range.clone()];
-        // The penalties read no target; their math ignores `y`, so the input stands in.
-        let y = ops.target.map_or(x, |t| &t[range.clone()]);
-        let side = match (ops.var, ops.pos_weight) {
-            (Some(v), _) => Side::PerElement(&v[range.clone()]),
-            (None, Some(pw)) => Side::PerColumn {
-                values: pw,
-                first: out.start % pw.len(),
-            },
-            (None, None) => Side::One,
-        };
-        let weight = ops.weight.map(|w| &w[range.clone()]);
         let grad_output = ops.grad_output.map(|g| &g[range.clone()]);
         let grad_scale = match self.reduction {
             Reduction::Mean => self.inv_n,
             _ => 1.0,
         };
-        block_kernel(
-            f,
-            BlockIn {
+        fn side_of<'s>(
+            var: Option<&'s [f32]>,
+            pos_weight: Option<&'s [f32]>,
+            start: usize,
+        ) -> Side<'s> {
+            match (var, pos_weight) {
+                (Some(v), _) => Side::PerElement(v),
+                (None, Some(pw)) => Side::PerColumn {
+                    values: pw,
+                    first: start % pw.len(),
+                },
+                (None, None) => Side::One,
+            }
+        }
+        fn view<T: Element>(v: &[T]) -> &[f32] {
+            T::as_f32_slice(v).unwrap_or(&[])
+        }
+        let Some(s) = scratch else {
+            // f32: the operands and outputs themselves.
+            let x = view(&ops.input[range.clone()]);
+            // The penalties read no target; their math ignores `y`, so the input stands in.
+            let y = ops.target.map_or(x, |t| view(&t[range.clone()]));
+            let out = BlockOut {
+                start: out.start,
+                grad_input: out.grad_input.and_then(T::as_f32_slice_mut),
+                grad_var: out.grad_var.and_then(T::as_f32_slice_mut),
+                loss: out.loss,
+            };
+            let inp = BlockIn {
                 x,
                 y,
-                side,
-                weight,
+                side: side_of(
+                    ops.var.map(|v| view(&v[range.clone()])),
+                    self.pos_weight,
+                    out.start,
+                ),
+                weight: ops.weight.map(|w| view(&w[range.clone()])),
                 grad_output,
                 grad_scale,
                 options: self.options,
-            },
-            out,
-        )
+            };
+            return block_kernel(f, inp, out);
+        };
+        let m = range.len();
+        let x = f32_view(&ops.input[range.clone()], &mut s.x);
+        let y = match ops.target {
+            Some(t) => f32_view(&t[range.clone()], &mut s.y),
+            None => x,
+        };
+        let var = ops.var.map(|v| f32_view(&v[range.clone()], &mut s.side));
+        let weight = ops
+            .weight
+            .map(|w| f32_view(&w[range.clone()], &mut s.weight));
+        let inp = BlockIn {
+            x,
+            y,
+            side: side_of(var, self.pos_weight, out.start),
+            weight,
+            grad_output,
+            grad_scale,
+            options: self.options,
+        };
+        let has_grad = out.grad_input.is_some();
+        let has_grad_var = out.grad_var.is_some();
+        let f32_out = BlockOut {
+            start: out.start,
+            grad_input: has_grad.then_some(&mut s.grad_input[..m]),
+            grad_var: has_grad_var.then_some(&mut s.grad_var[..m]),
+            loss: out.loss,
+        };
+        let total = block_kernel(f, inp, f32_out);
+        if let Some(g) = out.grad_input {
+            T::from_f32_slice(&s.grad_input[..m], g);
+        }
+        if let Some(g) = out.grad_var {
+            T::from_f32_slice(&s.grad_var[..m], g);
+        }
+        total
     }
 }
 
 /// An optional output cut into one optional slice per block.
-fn split_blocks(s: Option<&mut [f32]>, blocks: usize) -> Vec<Option<&mut [f32]>> {
+fn split_blocks<E>(s: Option<&mut [E]>, blocks: usize) -> Vec<Option<&mut [E]>> {
     match s {
         Some(s) => s.chunks_mut(BLOCK).map(Some).collect(),
         None => (0..blocks).map(|_| None).collect(),
@@ -342,7 +457,7 @@ struct Scratch([f32; TILE]);
 /// the f64 sum in `LANES` independent accumulators. Optional operands are decided once per
 /// tile, never per element.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn block_kernel<F: TermsFn>(f: &F, inp: BlockIn, mut out: BlockOut) -> f64 {
+fn block_kernel<F: TermsFn>(f: &F, inp: BlockIn, mut out: BlockOut<f32>) -> f64 {
     let len = inp.x.len();
     let mut acc = [0.0f64; LANES];
     let mut value = Scratch([0.0; TILE]);

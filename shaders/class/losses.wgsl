@@ -1,26 +1,38 @@
 // The math of the class-dimension losses on the GPU, as hooks of rows.wgsl: each loss has its
-// statistics type and five functions, prefixed with its name; the composition adds the
-// aliases that plug one of them in. Twins of src/cpu/classwise.rs.
+// statistics struct and small functions, prefixed with its name; src/families/class/gpu.rs
+// names them (`RowHooks`) and the composition plugs one loss in. Twins of
+// src/families/class/cpu.rs.
 //
-// Composed after rows.wgsl.
+// Masked entries (LOSSES.md): a logit of -inf contributes exactly its limit (probability 0),
+// and a term whose coefficient is exactly 0 contributes 0 even when its other factor is
+// infinite (`mul_masked`). Sums of logits are taken relative to the row's max.
 
 // ---- cross_entropy ------------------------------------------------------------------
-// options = (ignore_index, label_smoothing ε, z_loss, softcap).
+// params.options = (unused, label_smoothing ε, z_loss, softcap); params.ignore_index.
+// LOSS_FLAGS bit 0: softcap > 0; bit 1: label_smoothing > 0.
+
+fn ce_capped() -> bool {
+    return (LOSS_FLAGS & 1u) != 0u;
+}
+
+fn ce_smoothed() -> bool {
+    return (LOSS_FLAGS & 2u) != 0u;
+}
 
 struct CeStats {
     m: f32,       // max of the (capped) logits
     rest: f32,    // Σ exp(z - m) - 1: the maximum's own term is the implicit 1, so that
                   // log Σ = log1p(rest) keeps its precision when one logit dominates
     arg: u32,     // first index of the max
-    swz: f32,     // Σ w z (label smoothing of index targets)
+    swz: f32,     // Σ w (z - m) (label smoothing of index targets), relative to the max
     sw: f32,      // Σ w
     swt: f32,     // Σ w t' (probability targets, t' smoothed)
-    swtz: f32,    // Σ w t' z
+    swtz: f32,    // Σ w t' (z - m), relative to the max
 }
 
 fn ce_cap(x: f32) -> f32 {
-    let cap = launch.options.w;
-    if (cap > 0.0) {
+    if (ce_capped()) {
+        let cap = params.options.w;
         return cap * tanh_f(x / cap);
     }
     return x;
@@ -30,75 +42,105 @@ fn ce_stats_empty() -> CeStats {
     return CeStats(NEG_BIG, -1.0, 0xffffffffu, 0.0, 0.0, 0.0, 0.0); // Σ = 0
 }
 
+// A sum relative to one max, moved to a max larger by `shift` (>= 0): Σ w (z - m - shift).
+fn ce_shifted(sum: f32, shift: f32, weight: f32) -> f32 {
+    return sum - mul_masked(weight, shift);
+}
+
 fn ce_stats_add(s: CeStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> CeStats {
     var r = s;
     let z = ce_cap(x);
     // Online max and sum: one read of the row, one exponential per element. A NaN takes the
-    // second branch and makes the sum NaN.
+    // second branch and makes the sum NaN; -inf adds exp(-inf) = 0.
     if (z > r.m) {
-        r.rest = (1.0 + r.rest) * exp_f(r.m - z);
+        let shift = z - r.m;
+        r.rest = (1.0 + r.rest) * exp_f(-shift);
+        r.swz = ce_shifted(r.swz, shift, r.sw);
+        r.swtz = ce_shifted(r.swtz, shift, r.swt);
         r.m = z;
         r.arg = c;
     } else {
         r.rest = r.rest + exp_f(z - r.m);
     }
+    let eps = params.options.y;
     if (TARGET_INDEX) {
-        r.swz = r.swz + w * z;
-        r.sw = r.sw + w;
+        // Σ w: the total weight of the smoothing term, and the factor that moves Σ w (z - m)
+        // to a new max.
+        if (ce_smoothed() || HAS_WEIGHT) {
+            r.sw = r.sw + w;
+        }
+        if (ce_smoothed()) {
+            r.swz = r.swz + mul_masked(w, z - r.m);
+        }
     } else {
-        let eps = launch.options.y;
-        let tt = (1.0 - eps) * t + eps / f32(launch.cols);
-        r.swt = r.swt + w * tt;
-        r.swtz = r.swtz + w * tt * z;
+        let wt = w * ((1.0 - eps) * t + eps / f32(params.cols));
+        r.swt = r.swt + wt;
+        r.swtz = r.swtz + mul_masked(wt, z - r.m);
     }
     return r;
 }
 
 fn ce_stats_combine(a: CeStats, b: CeStats) -> CeStats {
-    // The side with the larger max keeps its implicit 1; the other joins the rest. Equal
-    // maxima: one 1 stays implicit, the other is counted. (Empty sides have Σ = 0.)
-    var m = a.m;
-    var rest = a.rest + (1.0 + b.rest);
-    var arg = min(a.arg, b.arg);
+    // Both sides move to the larger max, which keeps its implicit 1; the other side's 1
+    // joins the rest. Equal maxima: one 1 stays implicit, the other is counted.
     if (a.m > b.m) {
-        rest = a.rest + (1.0 + b.rest) * exp_f(b.m - a.m);
-        arg = a.arg;
-    } else if (b.m > a.m) {
-        m = b.m;
-        rest = b.rest + (1.0 + a.rest) * exp_f(a.m - b.m);
-        arg = b.arg;
+        let shift = a.m - b.m;
+        return CeStats(
+            a.m, a.rest + (1.0 + b.rest) * exp_f(-shift), a.arg,
+            a.swz + ce_shifted(b.swz, shift, b.sw), a.sw + b.sw,
+            a.swt + b.swt, a.swtz + ce_shifted(b.swtz, shift, b.swt),
+        );
     }
-    return CeStats(m, rest, arg, a.swz + b.swz, a.sw + b.sw, a.swt + b.swt, a.swtz + b.swtz);
+    if (b.m > a.m) {
+        let shift = b.m - a.m;
+        return CeStats(
+            b.m, (1.0 + a.rest) * exp_f(-shift) + b.rest, b.arg,
+            ce_shifted(a.swz, shift, a.sw) + b.swz, a.sw + b.sw,
+            a.swt + b.swt, ce_shifted(a.swtz, shift, a.swt) + b.swtz,
+        );
+    }
+    return CeStats(
+        a.m, a.rest + (1.0 + b.rest), min(a.arg, b.arg),
+        a.swz + b.swz, a.sw + b.sw, a.swt + b.swt, a.swtz + b.swtz,
+    );
 }
 
 fn ce_row_finish(s: CeStats, info: RowInfo, base: u32) -> RowResult {
-    let eps = launch.options.y;
-    let zl = launch.options.z;
-    let inv_c = 1.0 / f32(launch.cols);
+    let eps = params.options.y;
+    let zl = params.options.z;
+    let inv_c = 1.0 / f32(params.cols);
     let ln_s = ln_1p_f(s.rest);
     let lse = s.m + ln_s;
-    var r = RowResult(0.0, 0.0, 0.0, info.live, info.y, 0u, info.row, info.base, s.m, ln_s, 0.0, 0.0, 0.0);
+    var r = RowResult(0.0, 0.0, 0.0, info.live, info.y, 0u, info.row, info.base, s.m, ln_s, 0.0, 0.0, 0.0, 0.0);
     if (info.live == 0u) {
         return r; // an ignored row: no loss, no gradient, lse 0 (as the CPU path)
     }
     r.lse = lse;
+    let z_term = mul_masked(zl, lse * lse);
     if (TARGET_INDEX) {
-        var w_total = f32(launch.cols);
+        var w_total = f32(params.cols);
         if (HAS_WEIGHT) {
             w_total = s.sw;
         }
         let w_y = class_weight(info.y);
         let z_y = ce_cap(info.xy);
-        // lse - z_y written as ln_s - (z_y - m): no cancellation at large logits.
-        let nll = w_y * (ln_s - (z_y - s.m));
-        r.loss = (1.0 - eps) * nll + eps * inv_c * (w_total * lse - s.swz) + zl * lse * lse;
+        // lse - z_y written as ln_s - (z_y - m): no cancellation at large logits. A masked
+        // target (z_y = -inf) costs inf, unless its weight is 0.
+        let nll = mul_masked(w_y, ln_s - (z_y - s.m));
+        // Σ w (lse - z) = W ln_s - Σ w (z - m): relative to the max, no cancellation.
+        let smoothing = w_total * ln_s - s.swz;
+        r.loss = mul_masked(1.0 - eps, nll) + mul_masked(eps * inv_c, smoothing) + z_term;
         // g_c = (a + t [c == y]) p_c - b w_c - t [c == y], with the target's part t apart.
         r.a = eps * inv_c * w_total + 2.0 * zl * lse;
         r.b = eps * inv_c;
         r.t = (1.0 - eps) * w_y;
         r.correct = select(0.0, 1.0, s.arg == info.y);
+        // The target's own gradient, a p + t (p - 1) - b w_y, with p - 1 = expm1(log p):
+        // precise when p is near 1. Once per row, rather than a branch per element.
+        let d_y = (z_y - s.m) - ln_s;
+        r.gy = r.a * exp_f(d_y) + r.t * expm1_f(d_y) - r.b * w_y;
     } else {
-        r.loss = s.swt * lse - s.swtz + zl * lse * lse;
+        r.loss = s.swt * ln_s - s.swtz + z_term;
         r.a = s.swt + 2.0 * zl * lse;
     }
     return r;
@@ -113,19 +155,13 @@ fn ce_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
     let d = (z - r.m) - r.ln_s;
     var g: f32;
     if (TARGET_INDEX) {
-        if (c == r.y) {
-            // a p + t (p - 1), with p - 1 = expm1(log p): precise when p is near 1.
-            g = r.a * exp_f(d) + r.t * expm1_f(d) - r.b * w;
-        } else {
-            g = (r.a + r.t) * exp_f(d) - r.b * w;
-        }
+        g = select((r.a + r.t) * exp_f(d) - r.b * w, r.gy, c == r.y);
     } else {
-        let eps = launch.options.y;
-        g = r.a * exp_f(d) - w * ((1.0 - eps) * t + eps / f32(launch.cols));
+        let eps = params.options.y;
+        g = r.a * exp_f(d) - w * ((1.0 - eps) * t + eps / f32(params.cols));
     }
-    let cap = launch.options.w;
-    if (cap > 0.0) {
-        let th = z / cap;
+    if (ce_capped()) {
+        let th = z / params.options.w;
         g = g * (1.0 - th * th);
     }
     return g;
@@ -150,10 +186,10 @@ fn nll_stats_combine(a: NllStats, b: NllStats) -> NllStats {
 }
 
 fn nll_row_finish(s: NllStats, info: RowInfo, base: u32) -> RowResult {
-    var r = RowResult(0.0, 0.0, 0.0, info.live, info.y, 0u, info.row, info.base, info.xy, 0.0, 0.0, 0.0, 0.0);
+    var r = RowResult(0.0, 0.0, 0.0, info.live, info.y, 0u, info.row, info.base, info.xy, 0.0, 0.0, 0.0, 0.0, 0.0);
     if (info.live == 1u) {
         let w_y = class_weight(info.y);
-        r.loss = -w_y * info.xy;
+        r.loss = -mul_masked(w_y, info.xy);
         r.t = w_y;
     }
     return r;
@@ -168,7 +204,8 @@ fn no_elem_loss(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
     return 0.0;
 }
 
-// ---- kl_div: t (log t - x), or exp(t) (t - x) with log_target; options.x = log_target ----
+// ---- kl_div: t (log t - x), or exp(t) (t - x) with log_target; LOSS_FLAGS bit 0 =
+// log_target ----
 
 struct SumStats {
     total: f32,
@@ -183,12 +220,14 @@ fn sum_stats_combine(a: SumStats, b: SumStats) -> SumStats {
 }
 
 fn kl_term(x: f32, t: f32) -> f32 {
-    if (launch.options.x != 0.0) {
-        return exp_f(t) * (t - x);
+    if ((LOSS_FLAGS & 1u) != 0u) {
+        // A target of -inf (probability 0) contributes 0 whatever x is.
+        return mul_masked(exp_f(t), t - x);
     }
-    // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0; a negative target is NaN.
+    // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0, and 0 x is 0 for x = -inf; a negative
+    // target is NaN.
     let xlogy = select(t * ln_f(t), 0.0, t == 0.0);
-    return xlogy - t * x;
+    return xlogy - mul_masked(t, x);
 }
 
 fn kl_stats_add(s: SumStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> SumStats {
@@ -196,11 +235,14 @@ fn kl_stats_add(s: SumStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> S
 }
 
 fn kl_row_finish(s: SumStats, info: RowInfo, base: u32) -> RowResult {
-    return RowResult(s.total, 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0);
+    return RowResult(s.total, 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
 }
 
 fn kl_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
-    return select(-t, -exp_f(t), launch.options.x != 0.0);
+    if ((LOSS_FLAGS & 1u) != 0u) {
+        return -exp_f(t);
+    }
+    return -t;
 }
 
 fn kl_elem_loss(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
@@ -208,7 +250,8 @@ fn kl_elem_loss(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
 }
 
 // ---- multi_margin and multiclass_svm: Σ_{j≠y} max(0, margin - x_y + x_j)^p, times w_y / C
-// (multi_margin) or 1 (multiclass_svm). options = (unused, margin, p, 1 to divide by C) ----
+// (multi_margin) or 1 (multiclass_svm). options.y = margin; LOSS_FLAGS bit 0: p == 2; bit 1:
+// divide by C (multi_margin) ----
 
 struct MarginStats {
     total: f32,   // Σ h^p
@@ -216,11 +259,11 @@ struct MarginStats {
 }
 
 fn margin_h(x: f32, xy: f32) -> vec2<f32> {
-    let h = launch.options.y - xy + x;
+    let h = params.options.y - xy + x;
     if (!(h > 0.0)) {
         return vec2<f32>(0.0, 0.0);
     }
-    if (launch.options.z == 2.0) {
+    if ((LOSS_FLAGS & 1u) != 0u) {
         return vec2<f32>(h * h, 2.0 * h);
     }
     return vec2<f32>(h, 1.0);
@@ -244,11 +287,11 @@ fn margin_stats_combine(a: MarginStats, b: MarginStats) -> MarginStats {
 
 fn margin_row_finish(s: MarginStats, info: RowInfo, base: u32) -> RowResult {
     var k = 1.0;
-    if (launch.options.w != 0.0) {
-        k = class_weight(info.y) / f32(launch.cols);
+    if ((LOSS_FLAGS & 2u) != 0u) {
+        k = class_weight(info.y) / f32(params.cols);
     }
     // a: the factor of each j's slope; t: the target's gradient, negated.
-    return RowResult(k * s.total, 0.0, 0.0, 1u, info.y, 0u, info.row, info.base, info.xy, 0.0, k, 0.0, k * s.slope);
+    return RowResult(k * s.total, 0.0, 0.0, 1u, info.y, 0u, info.row, info.base, info.xy, 0.0, k, 0.0, k * s.slope, 0.0);
 }
 
 fn margin_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
@@ -288,9 +331,9 @@ fn hinge_stats_combine(a: RunnerUpStats, b: RunnerUpStats) -> RunnerUpStats {
 }
 
 fn hinge_row_finish(s: RunnerUpStats, info: RowInfo, base: u32) -> RowResult {
-    let h = launch.options.y + s.best - info.xy;
+    let h = params.options.y + s.best - info.xy;
     let on = s.j != 0xffffffffu && h > 0.0;
-    return RowResult(select(0.0, h, on), 0.0, 0.0, select(0u, 1u, on), info.y, s.j, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0);
+    return RowResult(select(0.0, h, on), 0.0, 0.0, select(0u, 1u, on), info.y, s.j, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
 }
 
 fn hinge_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
@@ -303,24 +346,25 @@ fn hinge_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
 // ---- multilabel_soft_margin: Σ_c w_c bce_with_logits(x_c, t_c) / C ------------------------
 
 fn bce_logits_term(x: f32, t: f32) -> vec2<f32> {
-    // t softplus(-x) + (1 - t) softplus(x), and its derivative σ(x) - t.
+    // t softplus(-x) + (1 - t) softplus(x), and its derivative σ(x) - t. At x = ±inf the
+    // vanishing side's coefficient is 0: it contributes 0, not 0 · inf.
     let q = exp_neg_parts(abs(x));
     let pos = x >= 0.0;
     let sig = select(q.e * q.r, q.r, pos);
-    let value = t * (relu_f(-x) + q.l) + (1.0 - t) * (relu_f(x) + q.l);
+    let value = mul_masked(t, relu_f(-x) + q.l) + mul_masked(1.0 - t, relu_f(x) + q.l);
     return vec2<f32>(value, sig - t);
 }
 
 fn soft_stats_add(s: SumStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> SumStats {
-    return SumStats(s.total + w * bce_logits_term(x, t).x);
+    return SumStats(s.total + mul_masked(w, bce_logits_term(x, t).x));
 }
 
 fn soft_row_finish(s: SumStats, info: RowInfo, base: u32) -> RowResult {
-    return RowResult(s.total / f32(launch.cols), 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0);
+    return RowResult(s.total / f32(params.cols), 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
 }
 
 fn soft_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
-    return w * bce_logits_term(x, t).y / f32(launch.cols);
+    return w * bce_logits_term(x, t).y / f32(params.cols);
 }
 
 // ---- multilabel_margin: Σ_{j∈T} Σ_{i∉T} max(0, 1 - (x_j - x_i)) / C, T the row's leading
@@ -329,12 +373,12 @@ fn soft_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
 fn mlm_pairs(row: u32, base: u32, i: u32, x_i: f32) -> f32 {
     // Σ_{j∈T} max(0, 1 - x_j + x_i) for a class i not in T.
     var total = 0.0;
-    for (var k = 0u; k < launch.cols; k = k + 1u) {
-        let v = bitcast<i32>(targets[row * launch.cols + k]);
+    for (var k = 0u; k < params.cols; k = k + 1u) {
+        let v = load_target_index(row * params.cols + k);
         if (v < 0) {
             break;
         }
-        total = total + relu_f(1.0 - load_logit(base + u32(v)) + x_i);
+        total = total + relu_f(1.0 - load_input(base + u32(v)) + x_i);
     }
     return total;
 }
@@ -347,35 +391,35 @@ fn mlm_stats_add(s: SumStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> 
 }
 
 fn mlm_row_finish(s: SumStats, info: RowInfo, base: u32) -> RowResult {
-    return RowResult(s.total / f32(launch.cols), 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0);
+    return RowResult(s.total / f32(params.cols), 0.0, 0.0, 1u, 0u, 0u, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
 }
 
 fn mlm_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
-    let inv_c = 1.0 / f32(launch.cols);
+    let inv_c = 1.0 / f32(params.cols);
     if (in_target_list(r.row, c)) {
         // -Σ_{i∉T} [1 - x_c + x_i > 0] / C, counted over every class, less the targets':
         // O(C + |T|) rather than a membership test per class.
         var n = 0.0;
-        for (var i = 0u; i < launch.cols; i = i + 1u) {
-            n = n + select(0.0, 1.0, 1.0 - x + load_logit(r.base + i) > 0.0);
+        for (var i = 0u; i < params.cols; i = i + 1u) {
+            n = n + select(0.0, 1.0, 1.0 - x + load_input(r.base + i) > 0.0);
         }
-        for (var k = 0u; k < launch.cols; k = k + 1u) {
-            let v = bitcast<i32>(targets[r.row * launch.cols + k]);
+        for (var k = 0u; k < params.cols; k = k + 1u) {
+            let v = load_target_index(r.row * params.cols + k);
             if (v < 0) {
                 break;
             }
-            n = n - select(0.0, 1.0, 1.0 - x + load_logit(r.base + u32(v)) > 0.0);
+            n = n - select(0.0, 1.0, 1.0 - x + load_input(r.base + u32(v)) > 0.0);
         }
         return -n * inv_c;
     }
     // Σ_{j∈T} [1 - x_j + x_c > 0] / C
     var n = 0.0;
-    for (var k = 0u; k < launch.cols; k = k + 1u) {
-        let v = bitcast<i32>(targets[r.row * launch.cols + k]);
+    for (var k = 0u; k < params.cols; k = k + 1u) {
+        let v = load_target_index(r.row * params.cols + k);
         if (v < 0) {
             break;
         }
-        if (1.0 - load_logit(r.base + u32(v)) + x > 0.0) {
+        if (1.0 - load_input(r.base + u32(v)) + x > 0.0) {
             n = n + 1.0;
         }
     }

@@ -1,9 +1,12 @@
 // The math of each built-in elementwise loss: one function per loss, the twin of its Rust
-// function in src/cpu/losses.rs. Each returns the loss term of one element and its
+// function in src/families/elementwise/losses.rs. Each returns the loss term of one element and its
 // derivatives (see `Terms` in elementwise.wgsl); `o` holds the option values in the order of
 // `ElementwiseLoss::params`. The template picks one through `loss_terms`.
 //
-// Composed after math.wgsl and elementwise.wgsl.
+// Composed after the shared prelude and template.wgsl. Masked entries (LOSSES.md): a term
+// whose coefficient is exactly 0 contributes 0 even when its other factor is infinite
+// (`mul_masked`: the vanishing side of bce_with_logits at x = ±inf, poisson_nll's y x at
+// y = 0).
 
 const LN_2: f32 = 0.693147180559945309;
 const HALF_LN_2PI: f32 = 0.918938533204672742;
@@ -49,9 +52,10 @@ fn huber_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     return terms(value, grad);
 }
 
+// LOSS_FLAGS bit 0: beta == 0 (the loss is l1).
 fn smooth_l1_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     let beta = o.x;
-    if (beta == 0.0) {
+    if ((LOSS_FLAGS & 1u) != 0u) {
         return l1_terms(x, y, a, o);
     }
     let d = x - y;
@@ -93,18 +97,19 @@ fn cauchy_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     return terms(value, grad);
 }
 
+// LOSS_FLAGS bit 0: log_input; bit 1: full.
 fn poisson_nll_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
-    let log_input = o.x != 0.0;
-    let full = o.y != 0.0;
+    let log_input = (LOSS_FLAGS & 1u) != 0u;
+    let full = (LOSS_FLAGS & 2u) != 0u;
     let eps = o.z;
     var value: f32;
     var grad: f32;
     if (log_input) {
         let ex = exp_f(x);
-        value = ex - y * x;
+        value = ex - mul_masked(y, x);
         grad = ex - y;
     } else {
-        value = x - y * ln_f(x + eps);
+        value = x - mul_masked(y, ln_f(x + eps));
         grad = 1.0 - y / (x + eps);
     }
     if (full && y > 1.0) {
@@ -113,8 +118,9 @@ fn poisson_nll_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     return terms(value, grad);
 }
 
+// LOSS_FLAGS bit 0: full.
 fn gaussian_nll_terms(x: f32, y: f32, var_: f32, o: vec4<f32>) -> Terms {
-    let full = o.x != 0.0;
+    let full = (LOSS_FLAGS & 1u) != 0u;
     let eps = o.y;
     let v = max_keep_nan(var_, eps);
     let d = x - y;
@@ -141,24 +147,31 @@ fn bce_with_logits_terms(x: f32, y: f32, pos_weight: f32, o: vec4<f32>) -> Terms
     let l = logistic(x);
     let py = pos_weight * y;
     let ny = 1.0 - y;
-    return terms(py * l.sp_neg + ny * l.sp_pos, ny * l.sig_pos - py * l.sig_neg);
+    return terms(mul_masked(py, l.sp_neg) + mul_masked(ny, l.sp_pos), ny * l.sig_pos - py * l.sig_neg);
 }
 
+// LOSS_FLAGS bit 0: gamma == 2 (a square); bit 1: gamma == 0; neither: the general power.
 fn sigmoid_focal_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
     let alpha = o.x;
     let gamma = o.y;
     let l = logistic(x);
     let ny = 1.0 - y;
-    let ce = y * l.sp_neg + ny * l.sp_pos;
+    let ce = mul_masked(y, l.sp_neg) + mul_masked(ny, l.sp_pos);
     let dce = ny * l.sig_pos - y * l.sig_neg;
     // 1 - p_t without cancellation.
     let m = y * l.sig_neg + ny * l.sig_pos;
     let dm = (1.0 - 2.0 * y) * l.sig_pos * l.sig_neg;
-    let mg = pow_nonneg_f(m, gamma);
+    var mg = 1.0;
     var dmg = 0.0;
-    // At saturation (m = 0) the derivative is 0; m^(γ-1) alone is inf for γ < 1.
-    if (gamma != 0.0 && m != 0.0) {
-        dmg = gamma * pow_nonneg_f(m, gamma - 1.0) * dm;
+    if ((LOSS_FLAGS & 1u) != 0u) {
+        mg = m * m;
+        dmg = 2.0 * m * dm;
+    } else if ((LOSS_FLAGS & 2u) == 0u) {
+        mg = pow_nonneg_f(m, gamma);
+        // At saturation (m = 0) the derivative is 0; m^(γ-1) alone is inf for γ < 1.
+        if (m != 0.0) {
+            dmg = gamma * pow_nonneg_f(m, gamma - 1.0) * dm;
+        }
     }
     let alpha_t = select(1.0, alpha * y + (1.0 - alpha) * ny, alpha >= 0.0);
     return terms(alpha_t * ce * mg, alpha_t * (dce * mg + ce * dmg));

@@ -3,8 +3,13 @@
 // WGSL's exp/log may be as coarse as the Vulkan minimum (exp: 3 + 2|x| ulp; log: absolute
 // 2^-21 near 1), which would be visible in a loss. These are the same Cephes algorithms as the
 // CPU path (src/cpu/math.rs): range reduction and a minimax polynomial, about 1 ulp, so the GPU
-// and the CPU agree to a few ulps. Losses are memory-bound on GPUs: the extra arithmetic is
-// free. Comparisons are written so that NaN reaches the arithmetic and comes out as NaN.
+// and the CPU agree to a few ulps. Comparisons are written so that NaN reaches the arithmetic
+// and comes out as NaN.
+//
+// Polynomials are evaluated by Estrin's scheme (powers of the argument and independent
+// pairs of coefficients) rather than Horner's: a dependency chain of depth log2(degree)
+// instead of degree. Where the arithmetic runs on a CPU (lavapipe) a long chain stalls each
+// lane group; on GPUs the shorter chains hide latency the same way.
 //
 // WGSL has no reliable infinity literal: INF is produced by an overflowing computation that
 // the compiler cannot fold (bitcast of the exponent bits).
@@ -24,17 +29,18 @@ fn exp_f(x: f32) -> f32 {
     let xc = select(select(x, 89.0, x > 89.0), -104.0, x < -104.0);
     let n = round(xc * 1.44269504088896341);
     let r = fma(-n, -2.12194440e-4, fma(-n, 0.693359375, xc));
-    var p = 1.9875691500e-4;
-    p = fma(p, r, 1.3981999507e-3);
-    p = fma(p, r, 8.3334519073e-3);
-    p = fma(p, r, 4.1665795894e-2);
-    p = fma(p, r, 1.6666665459e-1);
-    p = fma(p, r, 5.0000001201e-1);
+    let r2 = r * r;
+    let p = fma(
+        fma(1.9875691500e-4, r, 1.3981999507e-3),
+        r2 * r2,
+        fma(fma(8.3334519073e-3, r, 4.1665795894e-2), r2, fma(1.6666665459e-1, r, 5.0000001201e-1)),
+    );
     let y = fma(p * r, r, r) + 1.0;
     let ni = i32(n);
     let n1 = ni >> 1u;
-    // Two steps, so that 2^n for n in [-150, 128] neither wraps nor is undefined.
-    let v = ldexp(ldexp(y, n1), ni - n1);
+    // 2^n as two normal powers of two built from their exponent bits (n in [-150, 128]),
+    // cheaper than ldexp and exact: the first product stays normal, the second rounds once.
+    let v = y * bitcast<f32>(u32(n1 + 127) << 23u) * bitcast<f32>(u32(ni - n1 + 127) << 23u);
     // The clamp above may have been compiled into min/max, which replace a NaN.
     return select(v, x, is_nan_f(x));
 }
@@ -52,15 +58,10 @@ fn ln_f(x: f32) -> f32 {
     e = select(e, e - 1, small);
     let m = select(m0 - 1.0, m0 + m0 - 1.0, small);
     let z = m * m;
-    var p = 7.0376836292e-2;
-    p = fma(p, m, -1.1514610310e-1);
-    p = fma(p, m, 1.1676998740e-1);
-    p = fma(p, m, -1.2420140846e-1);
-    p = fma(p, m, 1.4249322787e-1);
-    p = fma(p, m, -1.6668057665e-1);
-    p = fma(p, m, 2.0000714765e-1);
-    p = fma(p, m, -2.4999993993e-1);
-    p = fma(p, m, 3.3333331174e-1);
+    let z2 = z * z;
+    let p03 = fma(fma(-1.6668057665e-1, m, 2.0000714765e-1), z, fma(-2.4999993993e-1, m, 3.3333331174e-1));
+    let p47 = fma(fma(-1.1514610310e-1, m, 1.1676998740e-1), z, fma(-1.2420140846e-1, m, 1.4249322787e-1));
+    let p = fma(7.0376836292e-2, z2 * z2, fma(p47, z2, p03));
     let ef = f32(e);
     let y = p * m * z + ef * -2.12194440e-4 - 0.5 * z;
     let r = m + y + ef * 0.693359375;
@@ -80,18 +81,14 @@ fn ln_f(x: f32) -> f32 {
 // ln(1 + e) for e in [0, 1]: e q(e), q a degree-10 polynomial fitted to ln(1 + e) / e
 // (below 2 ulps; the same coefficients as ln_1p_unit in src/cpu/math.rs).
 fn ln_1p_unit_f(e: f32) -> f32 {
-    var q = 2.0302476e-3;
-    q = fma(q, e, -1.3407561e-2);
-    q = fma(q, e, 4.1478295e-2);
-    q = fma(q, e, -8.2441837e-2);
-    q = fma(q, e, 1.2418442e-1);
-    q = fma(q, e, -1.6105694e-1);
-    q = fma(q, e, 1.9890748e-1);
-    q = fma(q, e, -2.4987271e-1);
-    q = fma(q, e, 3.3332559e-1);
-    q = fma(q, e, -4.9999982e-1);
-    q = fma(q, e, 1.0);
-    return e * q;
+    // Estrin for the small high-order terms, Horner for the two largest, which set the
+    // rounding: a short dependency chain at Horner's accuracy.
+    let e2 = e * e;
+    let e4 = e2 * e2;
+    let h25 = fma(fma(-1.6105694e-1, e, 1.9890748e-1), e2, fma(-2.4987271e-1, e, 3.3332559e-1));
+    let h69 = fma(fma(-1.3407561e-2, e, 4.1478295e-2), e2, fma(-8.2441837e-2, e, 1.2418442e-1));
+    let h = fma(2.0302476e-3, e4 * e4, fma(h69, e4, h25));
+    return e * fma(fma(h, e, -4.9999982e-1), e, 1.0);
 }
 
 // For a >= 0: e = exp(-a), r = 1 / (1 + e), l = ln(1 + e): the pieces of the logistic
@@ -128,32 +125,27 @@ fn ln_1p_f(t: f32) -> f32 {
 // interval (below 1e-7 relative; the same coefficients as src/cpu/math.rs).
 fn log_cosh_tanh_small(a: f32) -> vec2<f32> {
     let z = a * a;
-    var lc = -5.745438e-04;
-    lc = fma(lc, z, 2.1432973e-03);
-    lc = fma(lc, z, -6.7405286e-03);
-    lc = fma(lc, z, 2.2221904e-02);
-    lc = fma(lc, z, -8.333333e-02);
-    lc = fma(lc, z, 5.0e-01);
-    var th = -6.6134296e-03;
-    th = fma(th, z, 2.1274708e-02);
-    th = fma(th, z, -5.389342e-02);
-    th = fma(th, z, 1.3332902e-01);
-    th = fma(th, z, -3.3333325e-01);
-    th = fma(th, z, 1.0e+00);
+    let z2 = z * z;
+    let lc = fma(
+        fma(fma(-5.745438e-04, z, 2.1432973e-03), z2, fma(-6.7405286e-03, z, 2.2221904e-02)),
+        z2,
+        fma(-8.333333e-02, z, 5.0e-01),
+    );
+    let th = fma(
+        fma(fma(-6.6134296e-03, z, 2.1274708e-02), z2, fma(-5.389342e-02, z, 1.3332902e-01)),
+        z2,
+        fma(-3.3333325e-01, z, 1.0e+00),
+    );
     return vec2<f32>(lc, th);
 }
 
 // e^x - 1, accurate near 0 (a polynomial below |x| = 1/2) where exp(x) - 1 cancels.
 fn expm1_f(x: f32) -> f32 {
-    var p = 1.0 / 362880.0;
-    p = fma(p, x, 1.0 / 40320.0);
-    p = fma(p, x, 1.0 / 5040.0);
-    p = fma(p, x, 1.0 / 720.0);
-    p = fma(p, x, 1.0 / 120.0);
-    p = fma(p, x, 1.0 / 24.0);
-    p = fma(p, x, 1.0 / 6.0);
-    p = fma(p, x, 0.5);
-    p = fma(p, x, 1.0);
+    let x2 = x * x;
+    let x4 = x2 * x2;
+    let p03 = fma(fma(1.0 / 24.0, x, 1.0 / 6.0), x2, fma(0.5, x, 1.0));
+    let p47 = fma(fma(1.0 / 40320.0, x, 1.0 / 5040.0), x2, fma(1.0 / 720.0, x, 1.0 / 120.0));
+    let p = fma(1.0 / 362880.0, x4 * x4, fma(p47, x4, p03));
     return select(exp_f(x) - 1.0, x * p, abs(x) < 0.5);
 }
 
@@ -189,4 +181,16 @@ fn max_keep_nan(x: f32, lo: f32) -> f32 {
 // max(x, 0) that keeps NaN, as torch.clamp(x, min=0).
 fn relu_f(x: f32) -> f32 {
     return max_keep_nan(x, 0.0);
+}
+
+// Whether x is +inf or -inf, from its bits (as is_nan_f).
+fn is_inf_f(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u;
+}
+
+// c · f where a coefficient of exactly 0 gives 0 even when f is infinite (LOSSES.md's masked
+// entries: 0 · log 0 = 0, a masked logit of -inf, the vanishing side of a saturated sigmoid).
+// A NaN in either still gives NaN, as PyTorch.
+fn mul_masked(c: f32, f: f32) -> f32 {
+    return select(c * f, 0.0, c == 0.0 && is_inf_f(f));
 }

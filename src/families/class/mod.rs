@@ -3,9 +3,22 @@
 //!
 //! Notation: `x` a row of the input, `y` its target class (or `t` its target values), `w` the
 //! class weights, `C` the number of classes, `p = softmax(x)`, `lse = log Σ exp(x)`.
+//!
+//! The spec ([`ClassLoss`], [`ClassSpec`]), the host operands ([`ClassOperands`]), the
+//! registry entry ([`FAMILY`]); the CPU path in [`cpu`], the GPU plan and the engine-level
+//! API in [`gpu`], the WGSL in `shaders/class/`.
 
+pub mod cpu;
+pub mod gpu;
+mod registry;
+#[cfg(feature = "sample")]
+pub mod sample;
+
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Operand, Result};
-use crate::spec::Reduction;
+use crate::reduction::Reduction;
+
+pub use registry::{ClassFamily, FAMILY};
 
 /// A loss of the class-dimension family with its options.
 ///
@@ -75,7 +88,7 @@ pub const CLASSWISE_NAMES: &[&str] = &[
 ];
 
 /// What a loss's targets are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TargetKind {
     /// One class index per row (`[rows]`, `i32`).
     ClassIndex,
@@ -122,6 +135,83 @@ impl ClassLoss {
             ClassLoss::MulticlassHinge { .. } => "multiclass_hinge",
             ClassLoss::MultilabelSoftMargin => "multilabel_soft_margin",
             ClassLoss::MultilabelMargin => "multilabel_margin",
+        }
+    }
+
+    /// Every class-dimension loss with the option variants that take other code paths; `true`
+    /// where the variant is given the class weights (what `wgloss check`, the tests and the naga test
+    /// of every kernel cover).
+    pub fn variants() -> Vec<(ClassLoss, bool)> {
+        let ce = |label_smoothing, z_loss, softcap| ClassLoss::CrossEntropy {
+            ignore_index: -100,
+            label_smoothing,
+            zero_when_all_ignored: false,
+            z_loss,
+            softcap,
+        };
+        vec![
+            (ce(0.0, 0.0, 0.0), false),
+            (ce(0.0, 0.0, 0.0), true),
+            (ce(0.1, 0.0, 0.0), true),
+            (ce(0.1, 0.0, 0.0), false),
+            (ce(0.0, 1e-3, 0.0), false),
+            (ce(0.0, 0.0, 5.0), false),
+            (ce(0.2, 0.05, 3.0), true),
+            (ClassLoss::Nll { ignore_index: -100 }, true),
+            (ClassLoss::KlDiv { log_target: false }, false),
+            (ClassLoss::KlDiv { log_target: true }, false),
+            (ClassLoss::MultiMargin { p: 1, margin: 1.0 }, true),
+            (ClassLoss::MultiMargin { p: 2, margin: 0.5 }, false),
+            (ClassLoss::MulticlassSvm { margin: 1.0 }, false),
+            (ClassLoss::MulticlassHinge { margin: 1.0 }, false),
+            (ClassLoss::MultilabelSoftMargin, true),
+            (ClassLoss::MultilabelMargin, false),
+        ]
+    }
+
+    /// The options as `--set` keys and values.
+    pub fn options(&self) -> Vec<(&'static str, String)> {
+        match *self {
+            ClassLoss::CrossEntropy {
+                ignore_index,
+                label_smoothing,
+                zero_when_all_ignored,
+                z_loss,
+                softcap,
+            } => vec![
+                ("ignore_index", ignore_index.to_string()),
+                ("label_smoothing", label_smoothing.to_string()),
+                ("zero_when_all_ignored", zero_when_all_ignored.to_string()),
+                ("z_loss", z_loss.to_string()),
+                ("softcap", softcap.to_string()),
+            ],
+            ClassLoss::Nll { ignore_index } => vec![("ignore_index", ignore_index.to_string())],
+            ClassLoss::KlDiv { log_target } => vec![("log_target", log_target.to_string())],
+            ClassLoss::MultiMargin { p, margin } => {
+                vec![("p", p.to_string()), ("margin", margin.to_string())]
+            }
+            ClassLoss::MulticlassSvm { margin } | ClassLoss::MulticlassHinge { margin } => {
+                vec![("margin", margin.to_string())]
+            }
+            ClassLoss::MultilabelSoftMargin | ClassLoss::MultilabelMargin => Vec::new(),
+        }
+    }
+
+    /// The facts about the options that select code in the kernels (part of the pipeline
+    /// key; the option values themselves are uniforms): `cross_entropy` bit 0 =
+    /// `softcap > 0`, bit 1 = `label_smoothing > 0`; `kl_div` bit 0 = `log_target`;
+    /// `multi_margin`/`multiclass_svm` bit 0 = `p == 2`, bit 1 = divide by the classes.
+    pub fn code_flags(&self) -> u32 {
+        match *self {
+            ClassLoss::CrossEntropy {
+                label_smoothing,
+                softcap,
+                ..
+            } => (softcap > 0.0) as u32 | ((label_smoothing != 0.0) as u32) << 1,
+            ClassLoss::KlDiv { log_target } => log_target as u32,
+            ClassLoss::MultiMargin { p, .. } => (p == 2) as u32 | 2,
+            ClassLoss::MulticlassSvm { .. } => 0,
+            _ => 0,
         }
     }
 
@@ -378,24 +468,26 @@ impl ClassSpec {
 
 /// The targets of a class-dimension loss.
 #[derive(Clone, Copy, Debug)]
-pub enum ClassTarget<'a> {
+pub enum ClassTarget<'a, T: Element = f32> {
     /// Class indices: one per row, or `-1`-terminated lists of `classes` per row
     /// (`multilabel_margin`).
     Indices(&'a [i32]),
-    /// One value per class and row: probabilities, log-probabilities (`kl_div` with
-    /// `log_target`) or 0/1 labels.
-    Values(&'a [f32]),
+    /// One value per class and row, in the input's storage type: probabilities,
+    /// log-probabilities (`kl_div` with `log_target`) or 0/1 labels.
+    Values(&'a [T]),
 }
 
-/// Host-side operands of a class-dimension loss.
+/// Host-side operands of a class-dimension loss, every float operand of one storage type
+/// `T` (`f32`, [`crate::f16`] or [`crate::bf16`]); the gradient comes back in `T`.
+/// `grad_output`, the gradient of the `f32` loss, is `f32`.
 #[derive(Clone, Copy, Debug)]
-pub struct ClassOperands<'a> {
+pub struct ClassOperands<'a, T: Element = f32> {
     /// `[rows, classes]`, row-major.
-    pub input: &'a [f32],
+    pub input: &'a [T],
     pub classes: usize,
-    pub target: ClassTarget<'a>,
+    pub target: ClassTarget<'a, T>,
     /// `[classes]`.
-    pub weight: Option<&'a [f32]>,
+    pub weight: Option<&'a [T]>,
     /// One per loss term of reduction `none`.
     pub grad_output: Option<&'a [f32]>,
 }
@@ -403,6 +495,7 @@ pub struct ClassOperands<'a> {
 /// What a validated set of class operands is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClassLayout {
+    pub dtype: DType,
     pub rows: usize,
     pub classes: usize,
     pub target: TargetKind,
@@ -410,9 +503,9 @@ pub struct ClassLayout {
     pub grad_output: bool,
 }
 
-impl<'a> ClassOperands<'a> {
+impl<'a, T: Element> ClassOperands<'a, T> {
     /// `input` of `classes` columns with `target`.
-    pub fn new(input: &'a [f32], classes: usize, target: ClassTarget<'a>) -> Self {
+    pub fn new(input: &'a [T], classes: usize, target: ClassTarget<'a, T>) -> Self {
         ClassOperands {
             input,
             classes,
@@ -423,7 +516,7 @@ impl<'a> ClassOperands<'a> {
     }
 
     /// Sets the class weights.
-    pub fn weight(mut self, weight: &'a [f32]) -> Self {
+    pub fn weight(mut self, weight: &'a [T]) -> Self {
         self.weight = Some(weight);
         self
     }
@@ -551,6 +644,7 @@ impl<'a> ClassOperands<'a> {
             len(Operand::GradOutput, terms, g.len())?;
         }
         Ok(ClassLayout {
+            dtype: T::DTYPE,
             rows,
             classes: c,
             target: kind,

@@ -1,9 +1,4 @@
-//! What a loss is, independent of where it runs: option structs, validation and shapes.
-//!
-//! One module per loss family; no GPU code here.
-
-pub mod classwise;
-pub mod elementwise;
+//! How per-element (or per-row) losses are combined into the returned value.
 
 use crate::error::{Error, Result};
 

@@ -2,12 +2,26 @@
 //!
 //! Notation: `x` input, `y` target, `d = x - y`, `w` weight. Every loss has a forward and a
 //! backward; the gradient is with respect to `x` (and, for `gaussian_nll`, also `var`).
+//!
+//! The spec ([`ElementwiseLoss`], [`ElementwiseSpec`], [`ElementwiseLayout`]), the host
+//! operands ([`Operands`]), the registry entry ([`FAMILY`]); the CPU path in [`cpu`], the GPU
+//! plan in [`gpu`], the WGSL in `shaders/elementwise/`.
+
+pub mod cpu;
+pub mod gpu;
+pub mod losses;
+mod registry;
+#[cfg(feature = "sample")]
+pub mod sample;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Operand, Result};
-use crate::spec::Reduction;
+use crate::reduction::Reduction;
+
+pub use registry::{ElementwiseFamily, FAMILY};
 
 /// A loss of the elementwise family with its options.
 ///
@@ -207,6 +221,51 @@ impl ElementwiseLoss {
         })
     }
 
+    /// Every built-in loss with its defaults, then the option variants that take other code paths
+    /// (what `wgloss check`, the tests and the naga test of every kernel cover).
+    pub fn variants() -> Vec<ElementwiseLoss> {
+        let mut v: Vec<ElementwiseLoss> = ELEMENTWISE_NAMES
+            .iter()
+            .filter_map(|n| ElementwiseLoss::from_name(n).ok())
+            .collect();
+        v.extend([
+            ElementwiseLoss::Huber { delta: 0.25 },
+            ElementwiseLoss::SmoothL1 { beta: 0.0 },
+            ElementwiseLoss::SmoothL1 { beta: 0.5 },
+            ElementwiseLoss::PoissonNll {
+                log_input: true,
+                full: true,
+                eps: 1e-8,
+            },
+            ElementwiseLoss::PoissonNll {
+                log_input: false,
+                full: false,
+                eps: 1e-8,
+            },
+            ElementwiseLoss::PoissonNll {
+                log_input: false,
+                full: true,
+                eps: 1e-8,
+            },
+            ElementwiseLoss::GaussianNll {
+                full: true,
+                eps: 1e-6,
+            },
+            ElementwiseLoss::SigmoidFocal {
+                alpha: -1.0,
+                gamma: 0.0,
+            },
+            ElementwiseLoss::SigmoidFocal {
+                alpha: 0.75,
+                gamma: 1.5,
+            },
+            ElementwiseLoss::Hinge { margin: 0.5 },
+            ElementwiseLoss::Cauchy { scale: 0.5 },
+            ElementwiseLoss::L2Penalty { lambda: 0.001 },
+        ]);
+        v
+    }
+
     /// The option-free identity of this loss.
     pub fn kind(&self) -> ElementwiseKind {
         match self {
@@ -395,6 +454,42 @@ impl ElementwiseLoss {
             Reduction::Sum
         } else {
             Reduction::Mean
+        }
+    }
+
+    /// The options as `--set` keys and values (those of the registry, in its order).
+    pub fn options(&self) -> Vec<(&'static str, String)> {
+        let Some(info) = registry::LOSSES.iter().find(|l| l.name == self.name()) else {
+            return Vec::new();
+        };
+        info.options
+            .iter()
+            .zip(self.params())
+            .map(|(o, v)| {
+                let text = match o.ty {
+                    crate::families::OptionType::Bool => (v != 0.0).to_string(),
+                    _ => v.to_string(),
+                };
+                (o.key, text)
+            })
+            .collect()
+    }
+
+    /// The facts about the options that select code in the kernels (part of the pipeline
+    /// key; the option values themselves are uniforms): `smooth_l1` bit 0 = `beta == 0`;
+    /// `poisson_nll` bit 0 = `log_input`, bit 1 = `full`; `gaussian_nll` bit 0 = `full`;
+    /// `sigmoid_focal` bit 0 = `gamma == 2`, bit 1 = `gamma == 0`.
+    pub fn code_flags(&self) -> u32 {
+        match *self {
+            ElementwiseLoss::SmoothL1 { beta } => (beta == 0.0) as u32,
+            ElementwiseLoss::PoissonNll {
+                log_input, full, ..
+            } => log_input as u32 | (full as u32) << 1,
+            ElementwiseLoss::GaussianNll { full, .. } => full as u32,
+            ElementwiseLoss::SigmoidFocal { gamma, .. } => {
+                (gamma == 2.0) as u32 | ((gamma == 0.0) as u32) << 1
+            }
+            _ => 0,
         }
     }
 
@@ -603,6 +698,8 @@ impl From<ElementwiseLoss> for ElementwiseSpec {
 pub struct ElementwiseLayout {
     /// Number of elements `N`.
     pub len: u64,
+    /// The storage type of the float operands and gradients (`grad_output` is `f32`).
+    pub dtype: DType,
     /// A per-element `weight` is given.
     pub weight: bool,
     /// `pos_weight` is given, with this many columns.
@@ -618,11 +715,18 @@ impl ElementwiseLayout {
     pub fn new(len: u64) -> Self {
         ElementwiseLayout {
             len,
+            dtype: DType::F32,
             weight: false,
             pos_weight_len: None,
             grad_output: false,
             write_grad: true,
         }
+    }
+
+    /// Operands and gradients stored as `dtype`.
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
     }
 
     /// Also reads a per-element `weight`.
@@ -651,17 +755,19 @@ impl ElementwiseLayout {
 
     /// The minimum memory traffic of the loss over this layout, in bytes: every operand read
     /// once and every output written once (the per-element losses for `none`, the gradients
-    /// unless forward only). What a benchmark divides by its time.
+    /// unless forward only), at the layout's storage type (`f32` loss values and
+    /// `grad_output`). What a benchmark divides by its time.
     pub fn traffic_bytes(&self, spec: &ElementwiseSpec) -> u64 {
         let loss = &spec.loss;
-        let reads = 1
+        let stored_reads = 1
             + loss.takes_target() as u64
             + self.weight as u64
-            + (loss.aux_input() == AuxInput::Var) as u64
-            + self.grad_output as u64;
-        let writes = self.write_grad as u64 * (1 + loss.has_grad_var() as u64)
-            + !spec.reduction.is_reduced() as u64;
-        4 * (reads + writes) * self.len + 4 * self.pos_weight_len.unwrap_or(0) as u64
+            + (loss.aux_input() == AuxInput::Var) as u64;
+        let stored_writes = self.write_grad as u64 * (1 + loss.has_grad_var() as u64);
+        let f32s = self.grad_output as u64 + !spec.reduction.is_reduced() as u64;
+        let size = self.dtype.size();
+        (size * (stored_reads + stored_writes) + 4 * f32s) * self.len
+            + size * self.pos_weight_len.unwrap_or(0) as u64
     }
 
     /// Checks the layout against the loss: required operands, allowed ones, sizes.
@@ -708,61 +814,74 @@ impl ElementwiseLayout {
 /// The index of the first value that is not `ok`, checked in parallel blocks with a
 /// branch-free scan per block (the check reads the operand once more: it should cost a
 /// fraction of the loss, not more than the loss).
-fn first_outside(values: &[f32], ok: impl Fn(f32) -> bool + Sync) -> Option<usize> {
+fn first_outside<T: Element>(values: &[T], ok: impl Fn(f32) -> bool + Sync) -> Option<usize> {
     use rayon::prelude::*;
     const BLOCK: usize = 1 << 16;
     let block = values
         .par_chunks(BLOCK)
-        .position_first(|c| !c.iter().fold(true, |all, &v| all & ok(v)))?;
+        .position_first(|c| !c.iter().fold(true, |all, &v| all & ok(v.to_f32())))?;
     let start = block * BLOCK;
     values[start..]
         .iter()
-        .position(|&v| !ok(v))
+        .position(|&v| !ok(v.to_f32()))
         .map(|i| start + i)
 }
 
-/// Host-side operands of an elementwise loss (the convenience API and the CPU path).
+/// Host-side operands of an elementwise loss (the convenience API and the CPU path), every
+/// float operand of one storage type `T` (`f32`, [`crate::f16`] or [`crate::bf16`]); the
+/// gradients come back in `T`. `grad_output`, the gradient of the `f32` loss, is `f32`.
 ///
 /// ```
 /// # use wgloss::Operands;
 /// let (x, y) = (vec![0.5f32, 2.0], vec![1.0f32, 1.0]);
 /// let ops = Operands::new(&x).target(&y);
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Operands<'a> {
-    pub input: &'a [f32],
-    pub target: Option<&'a [f32]>,
-    pub weight: Option<&'a [f32]>,
-    pub pos_weight: Option<&'a [f32]>,
-    pub var: Option<&'a [f32]>,
+#[derive(Clone, Copy, Debug)]
+pub struct Operands<'a, T: Element = f32> {
+    pub input: &'a [T],
+    pub target: Option<&'a [T]>,
+    pub weight: Option<&'a [T]>,
+    pub pos_weight: Option<&'a [T]>,
+    pub var: Option<&'a [T]>,
     pub grad_output: Option<&'a [f32]>,
 }
 
-impl<'a> Operands<'a> {
+impl<T: Element> Default for Operands<'_, T> {
+    /// No operands at all (an empty input): fill the fields with struct update syntax.
+    fn default() -> Self {
+        Operands::new(&[])
+    }
+}
+
+impl<'a, T: Element> Operands<'a, T> {
     /// Operands with only an input (the penalties need no more).
-    pub fn new(input: &'a [f32]) -> Self {
+    pub fn new(input: &'a [T]) -> Self {
         Operands {
             input,
-            ..Default::default()
+            target: None,
+            weight: None,
+            pos_weight: None,
+            var: None,
+            grad_output: None,
         }
     }
     /// Sets the target.
-    pub fn target(mut self, target: &'a [f32]) -> Self {
+    pub fn target(mut self, target: &'a [T]) -> Self {
         self.target = Some(target);
         self
     }
     /// Sets the per-element weight.
-    pub fn weight(mut self, weight: &'a [f32]) -> Self {
+    pub fn weight(mut self, weight: &'a [T]) -> Self {
         self.weight = Some(weight);
         self
     }
     /// Sets the per-column positive weight (`bce_with_logits`).
-    pub fn pos_weight(mut self, pos_weight: &'a [f32]) -> Self {
+    pub fn pos_weight(mut self, pos_weight: &'a [T]) -> Self {
         self.pos_weight = Some(pos_weight);
         self
     }
     /// Sets the variance (`gaussian_nll`).
-    pub fn var(mut self, var: &'a [f32]) -> Self {
+    pub fn var(mut self, var: &'a [T]) -> Self {
         self.var = Some(var);
         self
     }
@@ -781,15 +900,15 @@ impl<'a> Operands<'a> {
         if n == 0 {
             return Err(Error::EmptyInput { loss });
         }
-        let same_len = |operand: Operand, s: &[f32]| {
-            if s.len() == n {
+        let same_len = |operand: Operand, s: usize| {
+            if s == n {
                 Ok(())
             } else {
                 Err(Error::LengthMismatch {
                     loss,
                     operand,
                     expected: n,
-                    actual: s.len(),
+                    actual: s,
                 })
             }
         };
@@ -799,7 +918,7 @@ impl<'a> Operands<'a> {
             hint,
         };
         match (spec.loss.takes_target(), self.target) {
-            (true, Some(t)) => same_len(Operand::Target, t)?,
+            (true, Some(t)) => same_len(Operand::Target, t.len())?,
             (true, None) => {
                 return Err(Error::MissingOperand {
                     loss,
@@ -814,21 +933,21 @@ impl<'a> Operands<'a> {
             }
             (false, None) => {}
         }
-        let mut layout = ElementwiseLayout::new(n as u64);
+        let mut layout = ElementwiseLayout::new(n as u64).with_dtype(T::DTYPE);
         if let Some(w) = self.weight {
-            same_len(Operand::Weight, w)?;
+            same_len(Operand::Weight, w.len())?;
             layout.weight = true;
         }
         match (spec.loss.aux_input(), self.var, self.pos_weight) {
             (AuxInput::Var, Some(v), None) => {
-                same_len(Operand::Var, v)?;
+                same_len(Operand::Var, v.len())?;
                 // As PyTorch: negative entries are an error (a NaN is not).
                 if let Some(index) = first_outside(v, |v| v >= 0.0 || v.is_nan()) {
                     return Err(Error::OutOfDomain {
                         loss,
                         operand: Operand::Var,
                         index,
-                        value: v[index],
+                        value: v[index].to_f32(),
                         range: "[0, inf)",
                     });
                 }
@@ -859,7 +978,7 @@ impl<'a> Operands<'a> {
             _ => {}
         }
         if let Some(g) = self.grad_output {
-            same_len(Operand::GradOutput, g)?;
+            same_len(Operand::GradOutput, g.len())?;
             layout.grad_output = true;
         }
         layout.validate(spec)?;
@@ -874,7 +993,7 @@ impl<'a> Operands<'a> {
                         loss,
                         operand,
                         index,
-                        value: values[index],
+                        value: values[index].to_f32(),
                         range: "[0, 1]",
                     });
                 }

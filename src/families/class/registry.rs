@@ -1,0 +1,565 @@
+//! The class-dimension family's registry entry: its losses as the tool sees them (operands,
+//! options, reductions), calls on named host tensors, and the typed convenience calls
+//! ([`HostOperands`] for [`ClassOperands`]).
+
+use std::borrow::Cow;
+
+use super::gpu::{self, ClassGpuLayout};
+use super::{cpu, ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind};
+use crate::context::Context;
+use crate::dtype::{Element, HostData, HostTensor};
+use crate::error::{Error, Operand, Result};
+use crate::families::{
+    floats, typed, Call, CallOutput, CpuRun, Family, LossInfo, OperandInfo, OperandKind,
+    OptionInfo, OptionType, TypedCall,
+};
+use crate::gpu::host::{HostCall, HostOperands, PreparedCall, ReadBack};
+use crate::output::{ClassOutput, LossValue};
+use crate::reduction::Reduction;
+
+const INPUT: OperandInfo = OperandInfo::differentiable(Operand::Input, "[rows, classes]");
+const INDEX: OperandInfo =
+    OperandInfo::required(Operand::Target, OperandKind::Index, "[rows] class indices");
+const VALUES: OperandInfo =
+    OperandInfo::required(Operand::Target, OperandKind::Float, "[rows, classes]");
+const WEIGHT: OperandInfo = OperandInfo::optional(Operand::Weight, OperandKind::Float, "[classes]");
+const GRAD_OUTPUT: OperandInfo = OperandInfo::optional(
+    Operand::GradOutput,
+    OperandKind::Float,
+    "[rows] (reduction none; f32)",
+);
+const REDUCTIONS: &[Reduction] = &[Reduction::None, Reduction::Mean, Reduction::Sum];
+
+const fn opt(
+    key: &'static str,
+    ty: OptionType,
+    default: &'static str,
+    doc: &'static str,
+) -> OptionInfo {
+    OptionInfo {
+        key,
+        ty,
+        default,
+        doc,
+    }
+}
+
+const IGNORE_INDEX: OptionInfo = opt(
+    "ignore_index",
+    OptionType::Int,
+    "-100",
+    "a target class that contributes nothing",
+);
+const MARGIN: OptionInfo = opt("margin", OptionType::Float, "1.0", "the margin");
+
+const fn loss(
+    name: &'static str,
+    summary: &'static str,
+    operands: &'static [OperandInfo],
+    options: &'static [OptionInfo],
+) -> LossInfo {
+    LossInfo {
+        name,
+        family: "class",
+        summary,
+        operands,
+        options,
+        reductions: REDUCTIONS,
+        default_reduction: Reduction::Mean,
+        dims: &["rows", "classes"],
+    }
+}
+
+/// Every class-dimension loss, in catalogue order (LOSSES.md).
+pub static LOSSES: &[LossInfo] = &[
+    loss(
+        "cross_entropy",
+        "-Σ_c w_c t_c log softmax(x)_c, t one-hot or given, smoothed",
+        &[
+            INPUT,
+            OperandInfo::required(
+                Operand::Target,
+                OperandKind::FloatOrIndex,
+                "[rows] class indices, or [rows, classes] probabilities",
+            ),
+            WEIGHT,
+            GRAD_OUTPUT,
+        ],
+        &[
+            IGNORE_INDEX,
+            opt("label_smoothing", OptionType::Float, "0.0", "ε in [0, 1]"),
+            opt(
+                "zero_when_all_ignored",
+                OptionType::Bool,
+                "false",
+                "0 instead of NaN when every row is ignored",
+            ),
+            opt(
+                "z_loss",
+                OptionType::Float,
+                "0.0",
+                "adds z_loss · lse² per row",
+            ),
+            opt(
+                "softcap",
+                OptionType::Float,
+                "0.0",
+                "logits softcap · tanh(x / softcap)",
+            ),
+        ],
+    ),
+    loss(
+        "nll",
+        "-w_y x_y",
+        &[INPUT, INDEX, WEIGHT, GRAD_OUTPUT],
+        &[IGNORE_INDEX],
+    ),
+    LossInfo {
+        name: "kl_div",
+        family: "class",
+        summary: "Σ t (log t - x)",
+        operands: &[
+            INPUT,
+            VALUES,
+            OperandInfo::optional(
+                Operand::GradOutput,
+                OperandKind::Float,
+                "[rows, classes] (reduction none; f32)",
+            ),
+        ],
+        options: &[opt(
+            "log_target",
+            OptionType::Bool,
+            "false",
+            "the target is a log-probability",
+        )],
+        reductions: &[
+            Reduction::None,
+            Reduction::Mean,
+            Reduction::Sum,
+            Reduction::BatchMean,
+        ],
+        default_reduction: Reduction::Mean,
+        dims: &["rows", "classes"],
+    },
+    loss(
+        "multi_margin",
+        "w_y Σ_{j≠y} max(0, margin - x_y + x_j)^p / C",
+        &[INPUT, INDEX, WEIGHT, GRAD_OUTPUT],
+        &[opt("p", OptionType::Int, "1", "1 or 2"), MARGIN],
+    ),
+    loss(
+        "multiclass_svm",
+        "Σ_{j≠y} max(0, x_j - x_y + margin)",
+        &[INPUT, INDEX, GRAD_OUTPUT],
+        &[MARGIN],
+    ),
+    loss(
+        "multiclass_hinge",
+        "max(0, margin + max_{j≠y} x_j - x_y)",
+        &[INPUT, INDEX, GRAD_OUTPUT],
+        &[MARGIN],
+    ),
+    loss(
+        "multilabel_soft_margin",
+        "Σ_c w_c bce_with_logits(x_c, t_c) / C",
+        &[INPUT, VALUES, WEIGHT, GRAD_OUTPUT],
+        &[],
+    ),
+    loss(
+        "multilabel_margin",
+        "Σ_{j∈T} Σ_{i∉T} max(0, 1 - (x_j - x_i)) / C",
+        &[
+            INPUT,
+            OperandInfo::required(
+                Operand::Target,
+                OperandKind::Index,
+                "[rows, classes] class indices, -1 ends a row's list",
+            ),
+            GRAD_OUTPUT,
+        ],
+        &[],
+    ),
+];
+
+/// The class-dimension family as the registry sees it.
+#[derive(Debug)]
+pub struct ClassFamily;
+
+/// The registry entry of the class-dimension family.
+pub static FAMILY: ClassFamily = ClassFamily;
+
+/// The spec of a call: the loss, its `--set` options and the reduction.
+fn spec_of(call: &Call) -> Result<ClassSpec> {
+    let mut loss = ClassLoss::from_name(&call.loss)?;
+    for (key, value) in &call.options {
+        loss.set_option(key.trim(), value)?;
+    }
+    let spec = ClassSpec::new(loss).with_reduction(call.reduction.unwrap_or(Reduction::Mean));
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// A target of indices or of values (`T`).
+enum TargetData<'c, T: Element> {
+    Indices(Vec<i32>),
+    Values(Cow<'c, [T]>),
+}
+
+/// The call's operands as `T`, with their shapes checked.
+struct ClassCall<'c, T: Element> {
+    spec: ClassSpec,
+    rows: usize,
+    classes: usize,
+    input: Cow<'c, [T]>,
+    target: TargetData<'c, T>,
+    weight: Option<Cow<'c, [T]>>,
+    grad_output: Option<Cow<'c, [f32]>>,
+}
+
+impl<'c, T: Element> ClassCall<'c, T> {
+    fn new(call: &'c Call) -> Result<Self> {
+        let spec = spec_of(call)?;
+        let loss = spec.loss.name();
+        let info = LOSSES.iter().find(|l| l.name == loss);
+        for operand in call.operands.keys() {
+            if info.is_some_and(|l| !l.operands.iter().any(|o| o.operand == *operand)) {
+                return Err(Error::UnexpectedOperand {
+                    loss,
+                    operand: *operand,
+                    hint: "",
+                });
+            }
+        }
+        let shape_error = |operand, problem: String| Error::Shape {
+            loss,
+            operand,
+            problem,
+        };
+        let input = call.get(Operand::Input).ok_or(Error::MissingOperand {
+            loss,
+            operand: Operand::Input,
+        })?;
+        let [rows, classes] = input.shape[..] else {
+            return Err(shape_error(
+                Operand::Input,
+                format!(
+                    "a {loss} input is [rows, classes]; this one has shape {:?}",
+                    input.shape
+                ),
+            ));
+        };
+        let floats_of = |operand, t: &'c HostTensor| {
+            floats::<T>(t).ok_or_else(|| {
+                shape_error(
+                    operand,
+                    format!("holds {} values; it needs floats", t.data.type_name()),
+                )
+            })
+        };
+        let check = |operand, t: &HostTensor, want: &[usize], of: &str| {
+            if t.shape == want {
+                Ok(())
+            } else {
+                Err(shape_error(
+                    operand,
+                    format!("has shape {:?}, but needs {of} ({want:?})", t.shape),
+                ))
+            }
+        };
+        let t = call.get(Operand::Target).ok_or(Error::MissingOperand {
+            loss,
+            operand: Operand::Target,
+        })?;
+        let target = match t.data.to_i32() {
+            Some(ints) => {
+                let ints = ints.map_err(|v| {
+                    shape_error(
+                        Operand::Target,
+                        format!("class index {v} does not fit an i32"),
+                    )
+                })?;
+                let want: &[usize] = if spec.loss.target_kind() == TargetKind::IndexList {
+                    &[rows, classes]
+                } else {
+                    &[rows]
+                };
+                check(
+                    Operand::Target,
+                    t,
+                    want,
+                    "the shape this input and loss take",
+                )?;
+                TargetData::Indices(ints)
+            }
+            None => {
+                check(Operand::Target, t, &[rows, classes], "the input's shape")?;
+                TargetData::Values(floats_of(Operand::Target, t)?)
+            }
+        };
+        let weight = match call.get(Operand::Weight) {
+            Some(w) => {
+                check(Operand::Weight, w, &[classes], "one value per class")?;
+                Some(floats_of(Operand::Weight, w)?)
+            }
+            None => None,
+        };
+        let grad_output = match call.get(Operand::GradOutput) {
+            Some(g) => {
+                let want: &[usize] = if spec.loss.per_element() {
+                    &[rows, classes]
+                } else {
+                    &[rows]
+                };
+                check(Operand::GradOutput, g, want, "one value per loss term")?;
+                Some(floats::<f32>(g).ok_or_else(|| {
+                    shape_error(
+                        Operand::GradOutput,
+                        "holds integers; it needs floats".into(),
+                    )
+                })?)
+            }
+            None => None,
+        };
+        Ok(ClassCall {
+            input: floats_of(Operand::Input, input)?,
+            spec,
+            rows,
+            classes,
+            target,
+            weight,
+            grad_output,
+        })
+    }
+}
+
+impl<T: Element> crate::families::TypedCall for ClassCall<'_, T> {
+    type Spec = ClassSpec;
+    type Output = ClassOutput<T>;
+
+    fn spec(&self) -> &ClassSpec {
+        &self.spec
+    }
+
+    fn ops(&self) -> impl HostOperands<Spec = ClassSpec, Output = ClassOutput<T>> + '_ {
+        self.operands()
+    }
+
+    /// The dynamic output of a typed one.
+    fn output(&self, out: ClassOutput<T>) -> CallOutput {
+        let (rows, classes) = (self.rows, self.classes);
+        let loss = match out.value {
+            LossValue::Scalar(v) => HostTensor::new(vec![], HostData::F32(vec![v])),
+            LossValue::Elements(v) if self.spec.loss.per_element() => {
+                HostTensor::new(vec![rows, classes], HostData::F32(v))
+            }
+            LossValue::Elements(v) => HostTensor::new(vec![rows], HostData::F32(v)),
+        };
+        let mut extras = Vec::new();
+        if let Some(lse) = out.row_lse {
+            extras.push(("row_lse", HostTensor::new(vec![rows], HostData::F32(lse))));
+        }
+        let mut scalars = Vec::new();
+        if let Some(correct) = out.row_correct {
+            let accuracy = correct.iter().filter(|&&b| b).count() as f64 / rows as f64;
+            scalars.push(("accuracy", accuracy));
+        }
+        let probabilities = matches!(self.spec.loss, ClassLoss::CrossEntropy { .. })
+            && matches!(self.target, TargetData::Values(_));
+        CallOutput {
+            label: format!(
+                "{}{} ({})",
+                self.spec.loss,
+                if probabilities {
+                    " (probabilities)"
+                } else {
+                    ""
+                },
+                self.spec.reduction
+            ),
+            loss,
+            grads: vec![(
+                Operand::Input,
+                HostTensor::new(vec![rows, classes], HostData::of(out.grad)),
+            )],
+            extras,
+            scalars,
+        }
+    }
+}
+
+impl<T: Element> ClassCall<'_, T> {
+    fn operands(&self) -> ClassOperands<'_, T> {
+        let target = match &self.target {
+            TargetData::Indices(t) => ClassTarget::Indices(t),
+            TargetData::Values(t) => ClassTarget::Values(t),
+        };
+        ClassOperands {
+            input: &self.input,
+            classes: self.classes,
+            target,
+            weight: self.weight.as_deref(),
+            grad_output: self.grad_output.as_deref(),
+        }
+    }
+}
+
+impl Family for ClassFamily {
+    fn name(&self) -> &'static str {
+        "class"
+    }
+
+    fn losses(&self) -> &'static [LossInfo] {
+        LOSSES
+    }
+
+    fn cpu(&self, call: &Call) -> Result<CallOutput> {
+        typed!(call, ClassCall, |t| t.run_cpu())
+    }
+
+    fn prepare_gpu(&self, call: &Call, ctx: &Context) -> Result<PreparedCall> {
+        typed!(call, ClassCall, |t| t.prepare_gpu(ctx))
+    }
+
+    fn kernels(&self) -> Vec<crate::families::KernelKey> {
+        gpu::kernel_variants()
+            .into_iter()
+            .map(crate::families::KernelKey::Class)
+            .collect()
+    }
+
+    fn cpu_runner<'c>(&self, call: &'c Call) -> Result<Box<dyn CpuRun + 'c>> {
+        typed!(call, ClassCall, |t| {
+            let grad = vec![Default::default(); t.input.len()];
+            Ok(Box::new(ClassRun {
+                typed: t,
+                grad,
+                rest: None,
+            }) as Box<dyn CpuRun + 'c>)
+        })
+    }
+
+    fn traffic_bytes(&self, call: &Call) -> Result<u64> {
+        typed!(call, ClassCall, |t| {
+            let host = t.operands().validate(&t.spec)?;
+            let mut layout =
+                ClassGpuLayout::new(host.rows as u64, host.classes as u32, host.target)
+                    .with_dtype(host.dtype);
+            layout.weight = host.weight;
+            layout.grad_output = host.grad_output;
+            Ok(gpu::traffic_bytes(&t.spec, &layout))
+        })
+    }
+
+    fn gpu_output(&self, call: &Call, read: ReadBack) -> Result<CallOutput> {
+        typed!(call, ClassCall, |t| t.gpu_output(read))
+    }
+
+    #[cfg(feature = "sample")]
+    fn samples(
+        &self,
+        info: &LossInfo,
+        size: &crate::families::SampleSize,
+        seed: u64,
+        bench: bool,
+    ) -> Vec<Call> {
+        super::sample::calls(info, size, seed, bench)
+    }
+}
+
+/// A CPU call with its gradient kept between runs.
+struct ClassRun<'c, T: Element> {
+    typed: ClassCall<'c, T>,
+    grad: Vec<T>,
+    rest: Option<ClassOutput<T>>,
+}
+
+impl<T: Element> CpuRun for ClassRun<'_, T> {
+    fn run(&mut self) -> Result<()> {
+        let ops = self.typed.operands();
+        self.rest = Some(cpu::compute_into(&self.typed.spec, &ops, &mut self.grad)?);
+        Ok(())
+    }
+
+    fn output(&self) -> CallOutput {
+        let rest = self.rest.clone().unwrap_or(ClassOutput {
+            value: LossValue::Scalar(f32::NAN),
+            grad: Vec::new(),
+            row_lse: None,
+            row_correct: None,
+        });
+        self.typed.output(ClassOutput {
+            grad: self.grad.clone(),
+            ..rest
+        })
+    }
+}
+
+impl<T: Element> HostOperands for ClassOperands<'_, T> {
+    type Spec = ClassSpec;
+    type Output = ClassOutput<T>;
+
+    fn gpu_call(&self, spec: &ClassSpec, ctx: &Context) -> Result<HostCall<'_>> {
+        let host = self.validate(spec)?;
+        let (rows, c) = (host.rows, host.classes);
+        crate::bench::check_fits(ctx, (rows * c) as u64)?;
+        let is_ce = matches!(spec.loss, ClassLoss::CrossEntropy { .. });
+        let mut layout =
+            ClassGpuLayout::new(rows as u64, c as u32, host.target).with_dtype(T::DTYPE);
+        layout.weight = host.weight;
+        layout.grad_output = host.grad_output;
+        layout.row_extras = is_ce;
+        let (plan, _) = gpu::plan(spec, &layout, ctx.launch())?;
+        let mut uploads: Vec<(Operand, &[u8])> =
+            vec![(Operand::Input, bytemuck::cast_slice(self.input))];
+        uploads.push((
+            Operand::Target,
+            match self.target {
+                ClassTarget::Indices(t) => bytemuck::cast_slice(t),
+                ClassTarget::Values(t) => bytemuck::cast_slice(t),
+            },
+        ));
+        if let Some(w) = self.weight {
+            uploads.push((Operand::Weight, bytemuck::cast_slice(w)));
+        }
+        if let Some(g) = self.grad_output {
+            uploads.push((Operand::GradOutput, bytemuck::cast_slice(g)));
+        }
+        Ok(HostCall { plan, uploads })
+    }
+
+    fn gpu_output(&self, spec: &ClassSpec, read: ReadBack) -> Result<ClassOutput<T>> {
+        let c = self.classes;
+        let rows = self.input.len() / c.max(1);
+        if let Some(status) = &read.status {
+            if status[1] != u32::MAX {
+                return Err(Error::ClassIndex {
+                    loss: spec.loss.name(),
+                    row: status[1] as usize,
+                    value: status[2] as i32 as i64,
+                    classes: c,
+                });
+            }
+        }
+        let value = if spec.reduction.is_reduced() {
+            LossValue::Scalar(read.f32(Operand::Loss, 1)[0])
+        } else if spec.loss.per_element() {
+            LossValue::Elements(read.f32(Operand::Loss, rows * c))
+        } else {
+            LossValue::Elements(read.f32(Operand::Loss, rows))
+        };
+        let extras = read.f32(Operand::RowExtras, rows * 2);
+        let is_ce = matches!(spec.loss, ClassLoss::CrossEntropy { .. });
+        let index = matches!(self.target, ClassTarget::Indices(_));
+        Ok(ClassOutput {
+            value,
+            grad: read.values(Operand::GradInput, rows * c),
+            row_lse: is_ce.then(|| extras.chunks(2).map(|p| p[0]).collect()),
+            row_correct: (is_ce && index).then(|| extras.chunks(2).map(|p| p[1] == 1.0).collect()),
+        })
+    }
+
+    fn cpu(&self, spec: &ClassSpec) -> Result<ClassOutput<T>> {
+        cpu::compute(spec, self)
+    }
+}
