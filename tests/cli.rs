@@ -135,6 +135,239 @@ fn eval_golden(file: &str, backend: &str) -> Vec<String> {
     failures
 }
 
+/// Writes `t` for the tool: `.npy` (f32, i32, f16) or, for bf16 (which .npy lacks),
+/// `.safetensors`; returns the path.
+fn write_operand(dir: &Path, name: &str, t: &Tensor) -> PathBuf {
+    use npyz::WriterBuilder;
+    match t.dtype.as_str() {
+        "bf16" => {
+            let path = dir.join(format!("{name}.safetensors"));
+            let values: Vec<half::bf16> = t.data.iter().map(|&v| half::bf16::from_f64(v)).collect();
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::BF16,
+                t.shape.clone(),
+                &bytes,
+            )
+            .unwrap();
+            std::fs::write(&path, safetensors::serialize([(name, view)], None).unwrap()).unwrap();
+            path
+        }
+        "f16" => {
+            let path = dir.join(format!("{name}.npy"));
+            let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+            let mut w = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(std::fs::File::create(&path).unwrap())
+                .begin_nd()
+                .unwrap();
+            w.extend(t.data.iter().map(|&v| half::f16::from_f64(v)))
+                .unwrap();
+            w.finish().unwrap();
+            path
+        }
+        _ => {
+            let path = dir.join(format!("{name}.npy"));
+            write_npy(&path, t);
+            path
+        }
+    }
+}
+
+/// Runs every case of `file` through `wgloss eval --loss-out L.npy --grads DIR`, as the golden
+/// README says the tool drives them, reading `DIR/grad_<operand>.npy` for every gradient a case
+/// expects; each value against `tolerance(case, key)`.
+fn eval_golden_with_grads_dir(
+    file: &str,
+    backend: &str,
+    tolerance: impl Fn(&common::Case, &str) -> Tolerance,
+) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = load_golden(file);
+    let mut failures = Vec::new();
+    for case in &golden.cases {
+        let mut cmd = wgloss();
+        cmd.args(["eval", &case.loss, "--backend", backend]);
+        for (name, tensor) in &case.inputs {
+            let path = write_operand(dir.path(), name, tensor);
+            cmd.arg(format!("--{}", name.replace('_', "-"))).arg(&path);
+        }
+        for (key, value) in &case.options {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if key == "reduction" {
+                cmd.args(["--reduction", &text]);
+            } else {
+                cmd.args(["--set", &format!("{key}={text}")]);
+            }
+        }
+        let grads = dir.path().join(format!("grads_{}", case.name));
+        let loss_path = dir.path().join("loss.npy");
+        cmd.arg("--loss-out")
+            .arg(&loss_path)
+            .arg("--grads")
+            .arg(&grads);
+        let out = cmd.output().unwrap();
+        if !out.status.success() {
+            failures.push(format!(
+                "{}: {}",
+                case.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            continue;
+        }
+        for (key, expected) in &case.expected {
+            let path = if key == "loss" {
+                loss_path.clone()
+            } else {
+                grads.join(format!("{key}.npy"))
+            };
+            let (shape, actual) = read_npy(&path);
+            let want: Vec<u64> = expected.shape.iter().map(|&d| d as u64).collect();
+            if shape != want {
+                failures.push(format!(
+                    "{} {key}: shape {shape:?}, expected {want:?}",
+                    case.name
+                ));
+            }
+            if let Err(m) = tolerance(case, key).check(&actual, &expected.data) {
+                failures.push(format!("{} {key}: {m}", case.name));
+            }
+        }
+    }
+    failures
+}
+
+fn reference(case: &common::Case, key: &str) -> Tolerance {
+    Tolerance::against_reference(&case.expected[key].data)
+}
+
+/// dtype.json's tolerances (as tests/golden.rs uses them).
+fn dtype_tolerance(case: &common::Case, key: &str) -> Tolerance {
+    let t = case.tolerance.as_ref().unwrap();
+    if key == "loss" {
+        return Tolerance::new(t.loss_rtol, 1e-6);
+    }
+    let rounding = match case.expected_rounding.as_deref() {
+        Some("bf16") => wgloss::DType::Bf16,
+        _ => wgloss::DType::F16,
+    };
+    Tolerance::new(t.grad_rtol, rounding.subnormal_step())
+}
+
+#[test]
+fn eval_writes_every_gradient_of_the_masked_and_16_bit_cases_on_both_backends() {
+    let mut failures = Vec::new();
+    let backends: &[&str] = if gpu().is_some() {
+        &["cpu", "gpu"]
+    } else {
+        &["cpu"]
+    };
+    for backend in backends {
+        failures.extend(eval_golden_with_grads_dir(
+            "masked.json",
+            backend,
+            reference,
+        ));
+        failures.extend(eval_golden_with_grads_dir(
+            "dtype.json",
+            backend,
+            dtype_tolerance,
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn safetensors_in_and_out_in_the_input_type() {
+    let dir = tempfile::tempdir().unwrap();
+    // One file holding two tensors: the logits (bf16) and the targets (i64).
+    let logits: Vec<half::bf16> = [2.0f32, 0.5, -1.0, 0.0, 1.0, 3.0]
+        .iter()
+        .map(|&v| half::bf16::from_f32(v))
+        .collect();
+    let logit_bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let target_bytes: Vec<u8> = [0i64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let file = dir.path().join("batch.safetensors");
+    let views = [
+        (
+            "logits",
+            safetensors::tensor::TensorView::new(
+                safetensors::Dtype::BF16,
+                vec![2, 3],
+                &logit_bytes,
+            )
+            .unwrap(),
+        ),
+        (
+            "labels",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![2], &target_bytes)
+                .unwrap(),
+        ),
+    ];
+    std::fs::write(&file, safetensors::serialize(views, None).unwrap()).unwrap();
+    let f = file.to_str().unwrap();
+    let grad_st = dir.path().join("grad.safetensors");
+    let out = wgloss()
+        .args([
+            "eval",
+            "cross_entropy",
+            "--backend",
+            "cpu",
+            "--json",
+            "--input",
+        ])
+        .arg(format!("{f}:logits"))
+        .arg("--target")
+        .arg(format!("{f}:labels"))
+        .arg("--grad-out")
+        .arg(&grad_st)
+        .args(["--grads"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let json = stdout_json(&out);
+    assert_eq!(json["dtype"], "bf16", "{json}");
+    // The gradient in the input's type, in a .safetensors file...
+    let bytes = std::fs::read(&grad_st).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (name, view) = &st.tensors()[0];
+    assert_eq!(name, "grad_input");
+    assert_eq!(view.dtype(), safetensors::Dtype::BF16);
+    assert_eq!(view.shape(), &[2, 3]);
+    // ... and as f32 .npy holding exactly the same values.
+    let (shape, values) = read_npy(&dir.path().join("grad_input.npy"));
+    assert_eq!(shape, vec![2, 3]);
+    let from_st: Vec<f32> = view
+        .data()
+        .chunks(2)
+        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect();
+    assert_eq!(values, from_st);
+    // A file of several tensors needs a name; an unknown name is a one-line error.
+    for (arg, needle) in [
+        (f.to_string(), "name one as"),
+        (format!("{f}:nope"), "no tensor `nope`"),
+    ] {
+        let out = wgloss()
+            .args(["eval", "cross_entropy", "--backend", "cpu", "--input"])
+            .arg(&arg)
+            .arg("--target")
+            .arg(format!("{f}:labels"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{arg}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
 #[test]
 fn eval_reproduces_every_golden_case_on_the_cpu() {
     let mut failures = eval_golden("elementwise.json", "cpu");
@@ -447,4 +680,34 @@ fn class_targets_may_be_i64_and_cross_entropy_reports_accuracy() {
         err.trim(),
         "wgloss: error: cross_entropy: target of row 1 is class 9, outside [0, 4)"
     );
+}
+
+#[test]
+fn stderr_stays_quiet_without_a_display() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    write_npy(
+        &x,
+        &Tensor {
+            shape: vec![4],
+            dtype: "f32".into(),
+            data: vec![0.5, 1.0, -2.0, 3.0],
+        },
+    );
+    // No XDG_RUNTIME_DIR, as on a server: Mesa's device-select layer would print two error
+    // lines while wgpu lists devices; the tool keeps stderr for real errors.
+    for args in [
+        vec!["info"],
+        vec!["eval", "l2_penalty", "--input", x.to_str().unwrap()],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wgloss"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.trim().is_empty(), "{args:?} wrote to stderr:\n{err}");
+    }
 }

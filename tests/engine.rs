@@ -442,6 +442,47 @@ fn compute_async_is_send() {
     );
 }
 
+/// `compute_async` submits and returns: its first poll does not wait for the GPU (a poller
+/// thread of the context waits, and wakes the future).
+#[test]
+fn compute_async_does_not_block_when_polled() {
+    use std::future::Future;
+    let Some(ctx) = gpu() else { return };
+    // Enough work that the GPU cannot be done by the first poll.
+    let data = data_for(&ElementwiseLoss::Mse, 1 << 22, 5);
+    let spec = ElementwiseSpec::new(ElementwiseLoss::LogCosh);
+    let ops = Operands::new(&data.input).target(&data.target);
+    let mut future = std::pin::pin!(ctx.compute_async(&spec, &ops));
+    let woken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl std::task::Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Flag(woken.clone())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(
+        future.as_mut().poll(&mut cx).is_pending(),
+        "the first poll waited for the GPU"
+    );
+    // The poller wakes the future when the results are mapped (nothing polls it meanwhile);
+    // it then completes.
+    let start = std::time::Instant::now();
+    while !woken.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(start.elapsed().as_secs() < 120, "never woken");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) else {
+        panic!("woken, but not ready");
+    };
+    let out = out.unwrap();
+    let c = cpu::compute(&spec, &ops).unwrap();
+    Tolerance::gpu_against_cpu(c.value.as_slice())
+        .check(out.value.as_slice(), c.value.as_slice())
+        .unwrap();
+}
+
 #[test]
 fn grad_output_across_chunks_matches_the_cpu() {
     let Some(_) = gpu() else { return };

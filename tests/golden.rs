@@ -160,3 +160,136 @@ fn gpu_matches_every_classwise_golden_case() {
         );
     }
 }
+
+/// Every case of `file` through the registry (`families::evaluate`), as the tool runs them: the
+/// loss and every expected gradient `grad_<operand>`, each against `tolerance(case, key)`.
+fn run_registry(
+    file: &str,
+    expected_count: usize,
+    backend: wgloss::families::Backend,
+    tolerance: impl Fn(&Case, &str) -> Tolerance,
+) -> Vec<String> {
+    let golden = load_golden(file);
+    assert!(golden.oracle.starts_with("PyTorch"), "{}", golden.oracle);
+    assert_eq!(
+        golden.cases.len(),
+        expected_count,
+        "{file} changed: update this count"
+    );
+    let mut failures = Vec::new();
+    for case in &golden.cases {
+        let out = match wgloss::families::evaluate(&case.call(), backend) {
+            Ok(out) => out,
+            Err(e) => {
+                failures.push(format!("{}: {e}", case.name));
+                continue;
+            }
+        };
+        for (key, expected) in &case.expected {
+            let actual: Vec<f32> = if key == "loss" {
+                out.loss.data.to_f32()
+            } else {
+                let operand = key
+                    .strip_prefix("grad_")
+                    .and_then(wgloss::Operand::from_name)
+                    .unwrap_or_else(|| panic!("{}: unknown output {key}", case.name));
+                match out.grad(operand) {
+                    Some(g) => g.data.to_f32(),
+                    None => {
+                        failures.push(format!("{}: no {key}", case.name));
+                        continue;
+                    }
+                }
+            };
+            if let Err(m) = tolerance(case, key).check(&actual, &expected.data) {
+                failures.push(format!("{} {key}: {m}", case.name));
+            }
+        }
+    }
+    failures
+}
+
+fn assert_none(what: &str, failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{what}: {} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Masked entries (LOSSES.md): logits of -inf, zero coefficients against infinite factors,
+/// the limits where PyTorch gives NaN.
+fn masked_tolerance(case: &Case, key: &str) -> Tolerance {
+    Tolerance::against_reference(&case.expected[key].data)
+}
+
+#[test]
+fn masked_entries_give_their_limits_on_the_cpu() {
+    use wgloss::families::Backend;
+    assert_none(
+        "masked.json on the CPU",
+        run_registry("masked.json", 76, Backend::Cpu, masked_tolerance),
+    );
+}
+
+#[test]
+fn masked_entries_give_their_limits_on_the_gpu() {
+    use wgloss::families::Backend;
+    let Some(ctx) = gpu() else { return };
+    assert_none(
+        &format!("masked.json on {}", ctx.adapter().summary()),
+        run_registry("masked.json", 76, Backend::Gpu(&ctx), masked_tolerance),
+    );
+}
+
+/// dtype.json's own tolerances: the loss (f32) relative; each gradient, rounded to the case's
+/// type as the library writes it, within one unit in the last place (relative, and the type's
+/// subnormal step near zero).
+fn dtype_tolerance(case: &Case, key: &str) -> Tolerance {
+    let t = case
+        .tolerance
+        .as_ref()
+        .expect("dtype.json cases carry tolerances");
+    if key == "loss" {
+        return Tolerance::new(t.loss_rtol, 1e-6);
+    }
+    let rounding = match case.expected_rounding.as_deref() {
+        Some("bf16") => wgloss::DType::Bf16,
+        _ => wgloss::DType::F16,
+    };
+    Tolerance::new(t.grad_rtol, rounding.subnormal_step())
+}
+
+#[test]
+fn f16_and_bf16_cases_match_on_the_cpu() {
+    use wgloss::families::Backend;
+    assert_none(
+        "dtype.json on the CPU",
+        run_registry("dtype.json", 92, Backend::Cpu, dtype_tolerance),
+    );
+}
+
+#[test]
+fn f16_and_bf16_cases_match_on_the_gpu_with_native_and_packed_f16() {
+    use wgloss::families::Backend;
+    let Some(ctx) = gpu() else { return };
+    assert_none(
+        &format!("dtype.json on {}", ctx.adapter().summary()),
+        run_registry("dtype.json", 92, Backend::Gpu(&ctx), dtype_tolerance),
+    );
+    // f16 in u32 words, as on a device without SHADER_F16.
+    let packed = wgloss::Context::with_options(wgloss::ContextOptions {
+        native_f16: false,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        packed.storage(wgloss::DType::F16),
+        wgloss::Storage::F16Packed
+    );
+    assert_none(
+        "dtype.json with f16 packed",
+        run_registry("dtype.json", 92, Backend::Gpu(&packed), dtype_tolerance),
+    );
+}

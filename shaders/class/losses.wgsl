@@ -221,8 +221,9 @@ fn sum_stats_combine(a: SumStats, b: SumStats) -> SumStats {
 
 fn kl_term(x: f32, t: f32) -> f32 {
     if ((LOSS_FLAGS & 1u) != 0u) {
-        // A target of -inf (probability 0) contributes 0 whatever x is.
-        return mul_masked(exp_f(t), t - x);
+        // A target of -inf (probability 0) contributes 0 whatever x is (t - x is NaN at
+        // x = -inf too).
+        return select(exp_f(t) * (t - x), 0.0, is_inf_f(t) && t < 0.0);
     }
     // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0, and 0 x is 0 for x = -inf; a negative
     // target is NaN.

@@ -20,6 +20,25 @@ impl Tensor {
     pub fn f32(&self) -> Vec<f32> {
         self.data.iter().map(|&v| v as f32).collect()
     }
+
+    /// The tensor as the library's host tensor, in its own type.
+    pub fn host(&self) -> wgloss::HostTensor {
+        use wgloss::{bf16, f16, HostData};
+        let data = match self.dtype.as_str() {
+            "i32" => HostData::I32(self.data.iter().map(|&v| v as i32).collect()),
+            "f16" => HostData::F16(self.data.iter().map(|&v| f16::from_f64(v)).collect()),
+            "bf16" => HostData::Bf16(self.data.iter().map(|&v| bf16::from_f64(v)).collect()),
+            _ => HostData::F32(self.f32()),
+        };
+        wgloss::HostTensor::new(self.shape.clone(), data)
+    }
+}
+
+/// A case's own tolerance (dtype.json).
+#[derive(Debug, Deserialize)]
+pub struct CaseTolerance {
+    pub loss_rtol: f64,
+    pub grad_rtol: f64,
 }
 
 fn de_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
@@ -46,6 +65,15 @@ pub struct Case {
     pub options: BTreeMap<String, serde_json::Value>,
     pub inputs: BTreeMap<String, Tensor>,
     pub expected: BTreeMap<String, Tensor>,
+    /// dtype.json: the type the expected gradients are rounded to.
+    #[serde(default)]
+    pub expected_rounding: Option<String>,
+    /// dtype.json: the tolerance of this case.
+    #[serde(default)]
+    pub tolerance: Option<CaseTolerance>,
+    /// masked.json: "limit, PyTorch gives NaN" where the expected values are LOSSES.md's limits.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +142,28 @@ impl Case {
             ClassTargetOwned::Values(t.f32())
         };
         (classes, target)
+    }
+
+    /// The case as a registry call: operands by name in their own types, options as text.
+    pub fn call(&self) -> wgloss::families::Call {
+        let mut call = wgloss::families::Call::new(&self.loss);
+        for (key, value) in &self.options {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if key == "reduction" {
+                call.reduction = Some(Reduction::parse(&text).unwrap());
+            } else {
+                call.options.push((key.clone(), text));
+            }
+        }
+        for (name, t) in &self.inputs {
+            let operand = wgloss::Operand::from_name(name)
+                .unwrap_or_else(|| panic!("{}: unknown operand {name}", self.name));
+            call.operands.insert(operand, t.host());
+        }
+        call
     }
 
     pub fn input(&self, name: &str) -> Option<Vec<f32>> {

@@ -309,9 +309,15 @@ fn kl_div_row(
     let mut elem = elem;
     for i in 0..x.len() {
         let (v, g) = if log_target {
-            // A target of -inf (probability 0) contributes 0 whatever x is.
+            // A target of -inf (probability 0) contributes 0 whatever x is (t - x is NaN at
+            // x = -inf too).
             let et = exp(t[i]);
-            (mul_masked(et, t[i] - x[i]), -et)
+            let v = if t[i] == f32::NEG_INFINITY {
+                0.0
+            } else {
+                et * (t[i] - x[i])
+            };
+            (v, -et)
         } else {
             // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0, and 0 x is 0 at x = -inf; a negative
             // target is NaN.
