@@ -76,7 +76,7 @@ fn the_six_masked_cases_a_user_found() {
         &ctx,
         &spec,
         &ops,
-        0.693_147_2,
+        std::f32::consts::LN_2,
         &[0.0, -0.5, 0.5],
         "masked logit",
     );
