@@ -6,10 +6,11 @@
 // and the CPU agree to a few ulps. Comparisons are written so that NaN reaches the arithmetic
 // and comes out as NaN.
 //
-// Polynomials are evaluated by Estrin's scheme (powers of the argument and independent
-// pairs of coefficients) rather than Horner's: a dependency chain of depth log2(degree)
-// instead of degree. Where the arithmetic runs on a CPU (lavapipe) a long chain stalls each
-// lane group; on GPUs the shorter chains hide latency the same way.
+// Polynomials are evaluated in pairs of terms (Estrin's scheme), the pairs then summed as a
+// polynomial in a power of the argument from the small end up: about half of Horner's
+// dependency chain, with the largest terms still added last (Horner's rounding). Where the
+// arithmetic runs on a CPU (lavapipe) a long chain stalls each lane group; on GPUs the
+// shorter chains hide latency the same way.
 //
 // WGSL has no reliable infinity literal: INF is produced by an overflowing computation that
 // the compiler cannot fold (bitcast of the exponent bits).
@@ -26,14 +27,22 @@ fn is_nan_f(x: f32) -> bool {
 
 // e^x; 0 below -104, +inf above 88.72.
 fn exp_f(x: f32) -> f32 {
-    let xc = select(select(x, 89.0, x > 89.0), -104.0, x < -104.0);
+    // Past 89 the result is +inf already.
+    return exp_nonpositive_f(select(x, 89.0, x > 89.0), x);
+}
+
+// e^x for x <= 89, the work of exp_f (`nan_of` is the argument whose NaN the result keeps:
+// a clamp may be compiled into min/max, which replace a NaN).
+fn exp_nonpositive_f(x: f32, nan_of: f32) -> f32 {
+    // Below -104 the result is 0 already.
+    let xc = select(x, -104.0, x < -104.0);
     let n = round(xc * 1.44269504088896341);
     let r = fma(-n, -2.12194440e-4, fma(-n, 0.693359375, xc));
     let r2 = r * r;
     let p = fma(
-        fma(1.9875691500e-4, r, 1.3981999507e-3),
-        r2 * r2,
-        fma(fma(8.3334519073e-3, r, 4.1665795894e-2), r2, fma(1.6666665459e-1, r, 5.0000001201e-1)),
+        fma(fma(1.9875691500e-4, r, 1.3981999507e-3), r2, fma(8.3334519073e-3, r, 4.1665795894e-2)),
+        r2,
+        fma(1.6666665459e-1, r, 5.0000001201e-1),
     );
     let y = fma(p * r, r, r) + 1.0;
     let ni = i32(n);
@@ -41,8 +50,7 @@ fn exp_f(x: f32) -> f32 {
     // 2^n as two normal powers of two built from their exponent bits (n in [-150, 128]),
     // cheaper than ldexp and exact: the first product stays normal, the second rounds once.
     let v = y * bitcast<f32>(u32(n1 + 127) << 23u) * bitcast<f32>(u32(ni - n1 + 127) << 23u);
-    // The clamp above may have been compiled into min/max, which replace a NaN.
-    return select(v, x, is_nan_f(x));
+    return select(v, nan_of, is_nan_f(nan_of));
 }
 
 // Natural logarithm; ln(0) = -inf, ln(x < 0) = NaN, ln(inf) = inf. Subnormal inputs are
@@ -61,7 +69,7 @@ fn ln_f(x: f32) -> f32 {
     let z2 = z * z;
     let p03 = fma(fma(-1.6668057665e-1, m, 2.0000714765e-1), z, fma(-2.4999993993e-1, m, 3.3333331174e-1));
     let p47 = fma(fma(-1.1514610310e-1, m, 1.1676998740e-1), z, fma(-1.2420140846e-1, m, 1.4249322787e-1));
-    let p = fma(7.0376836292e-2, z2 * z2, fma(p47, z2, p03));
+    let p = fma(fma(7.0376836292e-2, z2, p47), z2, p03);
     let ef = f32(e);
     let y = p * m * z + ef * -2.12194440e-4 - 0.5 * z;
     let r = m + y + ef * 0.693359375;
@@ -81,14 +89,14 @@ fn ln_f(x: f32) -> f32 {
 // ln(1 + e) for e in [0, 1]: e q(e), q a degree-10 polynomial fitted to ln(1 + e) / e
 // (below 2 ulps; the same coefficients as ln_1p_unit in src/cpu/math.rs).
 fn ln_1p_unit_f(e: f32) -> f32 {
-    // Estrin for the small high-order terms, Horner for the two largest, which set the
-    // rounding: a short dependency chain at Horner's accuracy.
+    // Estrin in pairs of terms, the pairs then summed as a polynomial in e⁴ from the small end
+    // up, so that the largest terms are added last (Horner's rounding at half its depth).
     let e2 = e * e;
     let e4 = e2 * e2;
-    let h25 = fma(fma(-1.6105694e-1, e, 1.9890748e-1), e2, fma(-2.4987271e-1, e, 3.3332559e-1));
-    let h69 = fma(fma(-1.3407561e-2, e, 4.1478295e-2), e2, fma(-8.2441837e-2, e, 1.2418442e-1));
-    let h = fma(2.0302476e-3, e4 * e4, fma(h69, e4, h25));
-    return e * fma(fma(h, e, -4.9999982e-1), e, 1.0);
+    let q03 = fma(fma(-2.4987271e-1, e, 3.3332559e-1), e2, fma(-4.9999982e-1, e, 1.0));
+    let q47 = fma(fma(-8.2441837e-2, e, 1.2418442e-1), e2, fma(-1.6105694e-1, e, 1.9890748e-1));
+    let q810 = fma(2.0302476e-3, e2, fma(-1.3407561e-2, e, 4.1478295e-2));
+    return e * fma(fma(q810, e4, q47), e4, q03);
 }
 
 // For a >= 0: e = exp(-a), r = 1 / (1 + e), l = ln(1 + e): the pieces of the logistic
@@ -100,7 +108,7 @@ struct ExpNegParts {
 }
 
 fn exp_neg_parts(a: f32) -> ExpNegParts {
-    let e = exp_f(-a);
+    let e = exp_nonpositive_f(-a, a);
     return ExpNegParts(e, 1.0 / (1.0 + e), ln_1p_unit_f(e));
 }
 
@@ -145,7 +153,7 @@ fn expm1_f(x: f32) -> f32 {
     let x4 = x2 * x2;
     let p03 = fma(fma(1.0 / 24.0, x, 1.0 / 6.0), x2, fma(0.5, x, 1.0));
     let p47 = fma(fma(1.0 / 40320.0, x, 1.0 / 5040.0), x2, fma(1.0 / 720.0, x, 1.0 / 120.0));
-    let p = fma(1.0 / 362880.0, x4 * x4, fma(p47, x4, p03));
+    let p = fma(fma(1.0 / 362880.0, x4, p47), x4, p03);
     return select(exp_f(x) - 1.0, x * p, abs(x) < 0.5);
 }
 

@@ -11,9 +11,11 @@
 //! over lanes becomes SIMD code. Every special value follows IEEE: NaN in gives NaN out,
 //! `exp(+inf) = +inf`, `exp(-inf) = 0`, `ln(0) = -inf`, `ln(x < 0) = NaN`.
 //!
-//! Polynomials are evaluated by Estrin's scheme, as in `shaders/common/math.wgsl` (the same
-//! operations in the same order): a dependency chain of depth log2(degree) instead of
-//! Horner's degree, which keeps the out-of-order core busy.
+//! Polynomials are evaluated in pairs of terms (Estrin's scheme), the pairs then summed as a
+//! polynomial in a power of the argument from the small end up, as in
+//! `shaders/common/math.wgsl` (the same operations in the same order): about half of
+//! Horner's dependency chain, which keeps the out-of-order core busy, with the largest terms
+//! still added last.
 
 /// Rounds to the nearest integer and also returns it as an `i32` read from the bits (valid for
 /// `|x| < 2^22`): adding 1.5·2^23 pushes the fraction out of the mantissa.
@@ -49,12 +51,10 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     let (n, ni) = round_with_int(xc * LOG2E);
     let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, xc));
     let r2 = r * r;
-    let p = 1.987_569_1e-4_f32.mul_add(r, 1.398_199_9e-3).mul_add(
-        r2 * r2,
-        8.333_452e-3_f32
-            .mul_add(r, 4.166_579_6e-2)
-            .mul_add(r2, 1.666_666_5e-1_f32.mul_add(r, 5.0e-01)),
-    );
+    let p = 1.987_569_1e-4_f32
+        .mul_add(r, 1.398_199_9e-3)
+        .mul_add(r2, 8.333_452e-3_f32.mul_add(r, 4.166_579_6e-2))
+        .mul_add(r2, 1.666_666_5e-1_f32.mul_add(r, 5.0e-01));
     let y = (p * r).mul_add(r, r) + 1.0;
     // Scale by 2^n in two steps so that n in [-150, 128] neither wraps nor loses subnormals.
     let n1 = ni >> 1;
@@ -86,7 +86,7 @@ pub fn ln(x: f32) -> f32 {
     let p47 = (-1.151_461e-1_f32)
         .mul_add(m, 1.167_699_9e-1)
         .mul_add(z, (-1.242_014_1e-1_f32).mul_add(m, 1.424_932_3e-1));
-    let p = 7.037_683_6e-2_f32.mul_add(z2 * z2, p47.mul_add(z2, p03));
+    let p = 7.037_683_6e-2_f32.mul_add(z2, p47).mul_add(z2, p03);
     let mut y = p * m * z;
     y += e * -2.121_944_4e-4;
     y -= 0.5 * z;
@@ -108,18 +108,18 @@ pub fn ln(x: f32) -> f32 {
 /// The same coefficients are in `shaders/math.wgsl`.
 #[inline(always)]
 pub fn ln_1p_unit(e: f32) -> f32 {
-    // Estrin for the small high-order terms, Horner for the two largest, which set the
-    // rounding: a short dependency chain at Horner's accuracy.
+    // Estrin in pairs of terms, the pairs then summed as a polynomial in e⁴ from the small end
+    // up, so that the largest terms are added last (Horner's rounding at half its depth).
     let e2 = e * e;
     let e4 = e2 * e2;
-    let h25 = (-1.610_569_4e-1_f32)
-        .mul_add(e, 1.989_074_8e-1)
-        .mul_add(e2, (-2.498_727_1e-1_f32).mul_add(e, 3.333256e-01));
-    let h69 = (-1.340_756_1e-2_f32)
-        .mul_add(e, 4.147_829_5e-2)
-        .mul_add(e2, (-8.244184e-02_f32).mul_add(e, 1.241_844_2e-1));
-    let h = 2.030_247_6e-3_f32.mul_add(e4 * e4, h69.mul_add(e4, h25));
-    e * h.mul_add(e, -4.999_998_2e-1).mul_add(e, 1.0)
+    let q03 = (-2.498_727_1e-1_f32)
+        .mul_add(e, 3.333256e-01)
+        .mul_add(e2, (-4.999_998_2e-1_f32).mul_add(e, 1.0));
+    let q47 = (-8.244184e-02_f32)
+        .mul_add(e, 1.241_844_2e-1)
+        .mul_add(e2, (-1.610_569_4e-1_f32).mul_add(e, 1.989_074_8e-1));
+    let q810 = 2.030_247_6e-3_f32.mul_add(e2, (-1.340_756_1e-2_f32).mul_add(e, 4.147_829_5e-2));
+    e * q810.mul_add(e4, q47).mul_add(e4, q03)
 }
 
 /// For `a >= 0`: `e = exp(-a)`, `r = 1 / (1 + e)` and `l = ln(1 + e)`: the pieces of the

@@ -205,14 +205,19 @@ pub fn bce(x: f32, y: f32, _: f32, _: [f32; 4]) -> Terms {
 #[inline(always)]
 pub fn bce_with_logits(x: f32, y: f32, pos_weight: f32, _: [f32; 4]) -> Terms {
     // -[pw y log σ(x) + (1 - y) log(1 - σ(x))] = pw y softplus(-x) + (1 - y) softplus(x):
-    // both tails stay accurate, where PyTorch's (1-y)x + lw softplus(-x) cancels.
-    let (sp_neg, sp_pos, sig_neg, sig_pos) = logistic(x);
+    // both tails stay accurate, where PyTorch's (1-y)x + lw softplus(-x) cancels. With
+    // a = |x|, e = exp(-a), l = ln(1 + e), r = 1 / (1 + e): softplus(±x) is l or a + l and
+    // σ(±x) is r or e r, so the loss is (pw y + 1 - y) l + a (1 - y or pw y) and its
+    // derivative r (1 - y - pw y e, or (1 - y) e - pw y). At x = ±inf the vanishing side's
+    // coefficient is 0 against a = inf: mul_masked.
+    let a = abs(x);
+    let (e, r, l) = exp_neg_parts(a);
     let py = pos_weight * y;
     let ny = 1.0 - y;
-    terms(
-        mul_masked(py, sp_neg) + mul_masked(ny, sp_pos),
-        ny * sig_pos - py * sig_neg,
-    )
+    let pos = x >= 0.0;
+    let value = (py + ny) * l + mul_masked(if pos { ny } else { py }, a);
+    let grad = r * if pos { ny - py * e } else { ny * e - py };
+    terms(value, grad)
 }
 
 #[inline(always)]
