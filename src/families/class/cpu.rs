@@ -293,6 +293,32 @@ fn nll_row(
     }
 }
 
+/// Elements per tile of the elementwise row loops: the tile's temporaries stay in L1.
+const TILE: usize = 128;
+
+/// A tile's temporary, aligned to the cache line.
+#[repr(C, align(64))]
+struct Tile([f32; TILE]);
+
+impl Tile {
+    fn new() -> Self {
+        Tile([0.0; TILE])
+    }
+
+    /// Adds the first `m` values into `acc`, lane by lane (the padding zeroed first), so that
+    /// the loop vectorises without reordering any one lane's sum.
+    #[inline(always)]
+    fn add_to(&mut self, acc: &mut [f64; LANES], m: usize) {
+        let padded = m.next_multiple_of(LANES);
+        self.0[m..padded].fill(0.0);
+        for group in self.0[..padded].chunks_exact(LANES) {
+            for l in 0..LANES {
+                acc[l] += group[l] as f64;
+            }
+        }
+    }
+}
+
 /// `Σ_c t (log t - x)` (or `exp(t) (t - x)`); per-element losses into `elem` when given.
 /// `grad_output` (reduction none) scales element by element; otherwise `scale` does.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -305,33 +331,46 @@ fn kl_div_row(
     grad: &mut [f32],
     elem: Option<&mut [f32]>,
 ) -> RowOut {
-    let mut total = 0.0f64;
+    let mut acc = [0.0f64; LANES];
+    let mut value = Tile::new();
     let mut elem = elem;
-    for i in 0..x.len() {
-        let (v, g) = if log_target {
-            // A target of -inf (probability 0) contributes 0 whatever x is (t - x is NaN at
-            // x = -inf too).
-            let et = exp(t[i]);
-            let v = if t[i] == f32::NEG_INFINITY {
-                0.0
-            } else {
-                et * (t[i] - x[i])
-            };
-            (v, -et)
+    for start in (0..x.len()).step_by(TILE) {
+        let m = TILE.min(x.len() - start);
+        let r = start..start + m;
+        let (xs, ts) = (&x[r.clone()], &t[r.clone()]);
+        let (g, v) = (&mut grad[r.clone()], &mut value.0[..m]);
+        if log_target {
+            for i in 0..m {
+                let et = exp(ts[i]);
+                // A target of -inf (probability 0) contributes 0 whatever x is (t - x is NaN
+                // at x = -inf too).
+                v[i] = if ts[i] == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    et * (ts[i] - xs[i])
+                };
+                g[i] = -et;
+            }
         } else {
-            // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0, and 0 x is 0 at x = -inf; a negative
-            // target is NaN.
-            let xlogy = if t[i] == 0.0 { 0.0 } else { t[i] * ln(t[i]) };
-            (xlogy - mul_masked(t[i], x[i]), -t[i])
-        };
-        total += v as f64;
-        if let Some(e) = elem.as_deref_mut() {
-            e[i] = v;
+            for i in 0..m {
+                // PyTorch's xlogy(t, t) - t x: 0 log 0 is 0, and 0 x is 0 at x = -inf; a
+                // negative target is NaN.
+                let xlogy = if ts[i] == 0.0 { 0.0 } else { ts[i] * ln(ts[i]) };
+                v[i] = xlogy - mul_masked(ts[i], xs[i]);
+                g[i] = -ts[i];
+            }
         }
-        grad[i] = g * grad_output.map_or(scale, |go| go[i]);
+        match grad_output {
+            Some(go) => g.iter_mut().zip(&go[r.clone()]).for_each(|(g, s)| *g *= s),
+            None => g.iter_mut().for_each(|g| *g *= scale),
+        }
+        if let Some(e) = elem.as_deref_mut() {
+            e[r].copy_from_slice(v);
+        }
+        value.add_to(&mut acc, m);
     }
     RowOut {
-        loss: total,
+        loss: acc.iter().sum(),
         ..Default::default()
     }
 }
@@ -346,8 +385,27 @@ struct Margin {
 }
 
 /// `w_y Σ_{j≠y} max(0, margin - x_y + x_j)^p (/ C)`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn margin_row(
-    Margin { p, margin, divide }: Margin,
+    m: Margin,
+    x: &[f32],
+    y: i32,
+    w: Option<&[f32]>,
+    scale: f32,
+    grad: &mut [f32],
+) -> RowOut {
+    if m.p == 2 {
+        margin_row_power::<true>(m, x, y, w, scale, grad)
+    } else {
+        margin_row_power::<false>(m, x, y, w, scale, grad)
+    }
+}
+
+/// [`margin_row`] with `SQUARED` meaning `p = 2`: every term computed branch-free, tile by
+/// tile, the terms and slopes summed in lanes; `j = y` is masked out, not skipped.
+#[inline(always)]
+fn margin_row_power<const SQUARED: bool>(
+    Margin { margin, divide, .. }: Margin,
     x: &[f32],
     y: i32,
     w: Option<&[f32]>,
@@ -356,48 +414,77 @@ fn margin_row(
 ) -> RowOut {
     let y = y as usize;
     let c = x.len();
+    let x_y = x[y];
     let w_y = w.map_or(1.0, |w| w[y]);
     let k = if divide { w_y / c as f32 } else { w_y };
-    let (mut total, mut slope) = (0.0f64, 0.0f64);
-    for j in 0..c {
-        if j == y {
-            continue;
+    let (mut total, mut slope) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let (mut value, mut slopes) = (Tile::new(), Tile::new());
+    for start in (0..c).step_by(TILE) {
+        let m = TILE.min(c - start);
+        let r = start..start + m;
+        let (xs, g) = (&x[r.clone()], &mut grad[r]);
+        let (v, d) = (&mut value.0[..m], &mut slopes.0[..m]);
+        for i in 0..m {
+            let h = margin - x_y + xs[i];
+            let on = h > 0.0 && start + i != y;
+            let (hv, hd) = if SQUARED { (h * h, 2.0 * h) } else { (h, 1.0) };
+            v[i] = if on { hv } else { 0.0 };
+            d[i] = if on { hd } else { 0.0 };
+            g[i] = k * d[i] * scale;
         }
-        let h = margin - x[y] + x[j];
-        let (v, d) = if h > 0.0 {
-            if p == 2 {
-                (h * h, 2.0 * h)
-            } else {
-                (h, 1.0)
-            }
-        } else {
-            (0.0, 0.0)
-        };
-        total += v as f64;
-        grad[j] = k * d * scale;
-        slope += d as f64;
+        value.add_to(&mut total, m);
+        slopes.add_to(&mut slope, m);
     }
+    let slope: f64 = slope.iter().sum();
     grad[y] = (-(k as f64) * slope) as f32 * scale;
     RowOut {
-        loss: k as f64 * total,
+        loss: k as f64 * total.iter().sum::<f64>(),
         ..Default::default()
     }
 }
 
-/// Crammer–Singer: `max(0, margin + max_{j≠y} x_j - x_y)`, the gradient at the first maximum.
+/// Crammer–Singer: `max(0, margin + max_{j≠y} x_j - x_y)`, the gradient at the first maximum
+/// (NaN never compares greater, so it is passed over in the search).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn multiclass_hinge_row(margin: f32, x: &[f32], y: i32, scale: f32, grad: &mut [f32]) -> RowOut {
     let y = y as usize;
+    let c = x.len();
     grad.fill(0.0);
-    let mut best = None;
-    for (j, &v) in x.iter().enumerate() {
-        if j != y && best.is_none_or(|(_, b)| v > b) {
-            best = Some((j, v));
+    if c < 2 {
+        return RowOut::default(); // one class: nothing to compete with
+    }
+    // Each lane keeps its largest value and where it first saw it; the lanes then agree on
+    // the largest, first. A lane that saw nothing above -inf keeps no position.
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut at = [usize::MAX; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for (k, group) in (&mut chunks).enumerate() {
+        for l in 0..LANES {
+            let j = k * LANES + l;
+            if group[l] > best[l] && j != y {
+                (best[l], at[l]) = (group[l], j);
+            }
         }
     }
-    let Some((j, xj)) = best else {
-        return RowOut::default(); // one class: nothing to compete with
+    let tail = c - chunks.remainder().len();
+    let rest = chunks.remainder().iter().enumerate();
+    let candidates = best
+        .into_iter()
+        .zip(at)
+        .chain(rest.map(|(i, &v)| (v, tail + i)))
+        .filter(|&(v, j)| j != y && v > f32::NEG_INFINITY);
+    let mut winner: Option<(f32, usize)> = None;
+    for (v, j) in candidates {
+        if winner.is_none_or(|(b, i)| v > b || (v == b && j < i)) {
+            winner = Some((v, j));
+        }
+    }
+    // Every other logit -inf (or NaN): the margin is never violated.
+    let Some(winner) = winner else {
+        return RowOut::default();
     };
-    let h = margin + xj - x[y];
+    let (x_j, j) = winner;
+    let h = margin + x_j - x[y];
     if h > 0.0 {
         grad[j] = scale;
         grad[y] = -scale;
@@ -410,31 +497,62 @@ fn multiclass_hinge_row(margin: f32, x: &[f32], y: i32, scale: f32, grad: &mut [
     }
 }
 
-/// `Σ_c w_c bce_with_logits(x_c, t_c) / C`.
+/// `Σ_c w_c bce_with_logits(x_c, t_c) / C`, with `w_over_c` the weights already divided by `C`
+/// (`None`: `1 / C` for every class).
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn multilabel_soft_margin_row(
     x: &[f32],
     t: &[f32],
-    w: Option<&[f32]>,
+    w_over_c: Option<&[f32]>,
     scale: f32,
     grad: &mut [f32],
 ) -> RowOut {
-    let c = x.len() as f32;
-    let mut total = 0.0f64;
-    for i in 0..x.len() {
-        let terms =
-            crate::families::elementwise::losses::bce_with_logits(x[i], t[i], 1.0, [0.0; 4]);
-        let w = w.map_or(1.0, |w| w[i]) / c;
-        total += mul_masked(w, terms.value) as f64;
-        grad[i] = w * terms.grad * scale;
+    let inv_c = 1.0 / x.len() as f32;
+    let mut acc = [0.0f64; LANES];
+    let mut value = Tile::new();
+    for start in (0..x.len()).step_by(TILE) {
+        let m = TILE.min(x.len() - start);
+        let r = start..start + m;
+        let (xs, ts, g, v) = (
+            &x[r.clone()],
+            &t[r.clone()],
+            &mut grad[r.clone()],
+            &mut value.0[..m],
+        );
+        match w_over_c {
+            Some(w) => {
+                let w = &w[r];
+                for i in 0..m {
+                    let terms = crate::families::elementwise::losses::bce_with_logits(
+                        xs[i], ts[i], 1.0, [0.0; 4],
+                    );
+                    v[i] = mul_masked(w[i], terms.value);
+                    g[i] = w[i] * terms.grad * scale;
+                }
+            }
+            None => {
+                for i in 0..m {
+                    let terms = crate::families::elementwise::losses::bce_with_logits(
+                        xs[i], ts[i], 1.0, [0.0; 4],
+                    );
+                    v[i] = inv_c * terms.value;
+                    g[i] = inv_c * terms.grad * scale;
+                }
+            }
+        }
+        value.add_to(&mut acc, m);
     }
     RowOut {
-        loss: total,
+        loss: acc.iter().sum(),
         ..Default::default()
     }
 }
 
 /// `Σ_{j∈T} Σ_{i∉T} max(0, 1 - (x_j - x_i)) / C` with `T` the leading non-negative targets.
+///
+/// One vectorised pass over the row per target: the gradient row holds each class's count of
+/// active pairs (exact in `f32`, at most `C · |T|` < 2^24 per class) until the end.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn multilabel_margin_row(x: &[f32], targets: &[i32], scale: f32, grad: &mut [f32]) -> RowOut {
     let c = x.len();
     grad.fill(0.0);
@@ -443,34 +561,44 @@ fn multilabel_margin_row(x: &[f32], targets: &[i32], scale: f32, grad: &mut [f32
         .take_while(|&&v| v >= 0)
         .map(|&v| v as usize)
         .collect();
-    let mut is_target = vec![false; c];
+    // 1 for a class outside T, 0 inside: a factor, so that the pass has no branch.
+    let mut outside = vec![1.0f32; c];
     for &j in &list {
-        is_target[j] = true;
+        outside[j] = 0.0;
     }
-    // Count the active pairs per class, then scale: exact, where adding k again and again
-    // would round.
-    let mut count = vec![0u32; c];
-    let mut total = 0.0f64;
+    let mut total = [0.0f64; LANES];
+    let mut value = Tile::new();
     for &j in &list {
-        for i in 0..c {
-            if is_target[i] {
-                continue;
+        let x_j = x[j];
+        let mut active = [0.0f64; LANES];
+        let mut on = Tile::new();
+        for start in (0..c).step_by(TILE) {
+            let m = TILE.min(c - start);
+            let r = start..start + m;
+            let (xs, out, g) = (&x[r.clone()], &outside[r.clone()], &mut grad[r]);
+            let (v, a) = (&mut value.0[..m], &mut on.0[..m]);
+            for i in 0..m {
+                let h = 1.0 - (x_j - xs[i]);
+                let live = if h > 0.0 { out[i] } else { 0.0 };
+                v[i] = if live > 0.0 { h } else { 0.0 };
+                a[i] = live;
+                g[i] += live;
             }
-            let h = 1.0 - (x[j] - x[i]);
-            if h > 0.0 {
-                total += h as f64;
-                count[i] += 1;
-                count[j] += 1;
-            }
+            value.add_to(&mut total, m);
+            on.add_to(&mut active, m);
         }
+        // The target's own count (its slot stayed 0 in the pass: it is not outside T). A
+        // target listed twice counts twice, as PyTorch's loop does.
+        grad[j] += active.iter().sum::<f64>() as f32;
     }
+    // Counts to gradients: +k per pair for a class outside T, -k for a target.
     let k = scale / c as f32;
-    for i in 0..c {
-        let sign = if is_target[i] { -1.0 } else { 1.0 };
-        grad[i] = sign * count[i] as f32 * k;
+    for (g, &out) in grad.iter_mut().zip(&outside) {
+        let count = *g;
+        *g = if out > 0.0 { count * k } else { -count * k };
     }
     RowOut {
-        loss: total / c as f64,
+        loss: total.iter().sum::<f64>() / c as f64,
         ..Default::default()
     }
 }
@@ -513,6 +641,14 @@ pub fn compute_into<T: Element>(
     };
     let weight: Option<Vec<f32>> = ops.weight.map(|w| w.iter().map(|v| v.to_f32()).collect());
     let weight = weight.as_deref();
+    // multilabel_soft_margin's w_c / C, once for every row.
+    let weight_over_c: Option<Vec<f32>> = match loss {
+        ClassLoss::MultilabelSoftMargin => {
+            weight.map(|w| w.iter().map(|&w| w / c as f32).collect())
+        }
+        _ => None,
+    };
+    let weight_over_c = weight_over_c.as_deref();
     // The divisor of `mean`, known before any row: PyTorch's rule per loss.
     let counted = |r: usize| match loss.ignore_index() {
         Some(ignore) if layout.target == TargetKind::ClassIndex => index_of(r) != ignore,
@@ -629,7 +765,7 @@ pub fn compute_into<T: Element>(
                     RowTarget::Values(t) => t,
                     _ => &ones,
                 };
-                multilabel_soft_margin_row(x, t, weight, scale, g)
+                multilabel_soft_margin_row(x, t, weight_over_c, scale, g)
             }
             ClassLoss::MultilabelMargin => match target {
                 RowTarget::List(t) => multilabel_margin_row(x, t, scale, g),
