@@ -31,13 +31,15 @@ pub struct GpuStreamAdd {
 impl GpuStreamAdd {
     /// Allocates `a`, `b`, `c` (zeroed) and prepares the dispatches.
     pub fn new(ctx: &Context, n: u64) -> Result<Self> {
+        // Whole words of four elements.
+        let n = n.max(1).next_multiple_of(4);
         check_fits(ctx, n)?;
         let launch = ctx.launch();
         let mut b = PlanBuilder::new(launch, "stream add", "wgloss stream add".into(), DType::F32);
-        b.operand(Operand::Input, Access::Read, Elem::F32, n);
-        b.operand(Operand::Target, Access::Read, Elem::F32, n);
-        b.operand(Operand::GradInput, Access::ReadWrite, Elem::F32, n);
-        for c in plan_chunks(launch, n, 4, 1) {
+        b.operand(Operand::Input, Access::Read, Elem::Stored, n);
+        b.operand(Operand::Target, Access::Read, Elem::Stored, n);
+        b.operand(Operand::GradInput, Access::ReadWrite, Elem::Stored, n);
+        for c in plan_chunks(launch, n, 4, 4) {
             let params = StreamParams {
                 n: c.len as u32,
                 ..Default::default()

@@ -42,7 +42,7 @@ mod reduction;
 #[cfg(feature = "sample")]
 pub mod sample;
 
-pub use context::{enumerate_adapters, AdapterReport, Context, ContextOptions, Launch};
+pub use context::{enumerate_adapters, AdapterReport, Context, ContextOptions, F16Storage, Launch};
 pub use dtype::{bf16, f16, DType, Element, HostData, HostTensor};
 pub use error::{Error, Operand, Result};
 pub use families::class::gpu::{ClassBuffers, ClassGpuLayout, ClassPlan};

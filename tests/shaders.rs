@@ -168,11 +168,16 @@ fn reflect(label: &str, module: &naga::Module, key: &PipelineKey) -> Result<(), 
             return err(format!("{} is not an array", decl.name));
         };
         let elem = match &module.types[*base].inner {
-            naga::TypeInner::Scalar(s) => scalar_name(s),
+            naga::TypeInner::Scalar(s) => scalar_name(s).to_string(),
+            naga::TypeInner::Vector { size, scalar } => {
+                format!("vec{}<{}>", *size as u8, scalar_name(scalar))
+            }
             other => return err(format!("{}: element {other:?}", decl.name)),
         };
         let want = match decl.elem {
-            Elem::Stored => key.storage.wgsl_word(),
+            Elem::Stored => key
+                .storage
+                .wgsl_word(decl.in_words_of_four(kernel.words_of_four())),
             Elem::F32 => "f32",
             Elem::I32 => "i32",
             Elem::U32 => "u32",
@@ -360,11 +365,16 @@ fn the_checks_catch_a_layout_mismatch() {
     assert!(e.contains("uniform member"), "{e}");
     // A binding of the wrong element type.
     let src = compose(&key, None).replace(
-        "var<storage, read> a: array<f32>",
-        "var<storage, read> a: array<u32>",
+        "var<storage, read> a: array<vec4<f32>>",
+        "var<storage, read> a: array<vec4<u32>>",
     );
-    let src = src.replace("return a[i];", "return bitcast<f32>(a[i]);");
+    let src = src
+        .replace("return a[w];", "return bitcast<vec4<f32>>(a[w]);")
+        .replace(
+            "return a[i / 4u][i % 4u];",
+            "return bitcast<f32>(a[i / 4u][i % 4u]);",
+        );
     let (module, _) = validate("edited", &src, &key).unwrap();
     let e = reflect("edited", &module, &key).unwrap_err();
-    assert!(e.contains("array<u32> in WGSL"), "{e}");
+    assert!(e.contains("array<vec4<u32>> in WGSL"), "{e}");
 }

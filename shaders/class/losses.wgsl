@@ -50,17 +50,19 @@ fn ce_shifted(sum: f32, shift: f32, weight: f32) -> f32 {
 fn ce_stats_add(s: CeStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> CeStats {
     var r = s;
     let z = ce_cap(x);
-    // Online max and sum: one read of the row, one exponential per element. A NaN takes the
-    // second branch and makes the sum NaN; -inf adds exp(-inf) = 0.
-    if (z > r.m) {
-        let shift = z - r.m;
-        r.rest = (1.0 + r.rest) * exp_f(-shift);
-        r.swz = ce_shifted(r.swz, shift, r.sw);
-        r.swtz = ce_shifted(r.swtz, shift, r.swt);
+    // Online max and sum: one read of the row, one exponential per element, the same one on
+    // both sides (exp(-|z - m|)): a branch with an exponential on each side would run both
+    // on a SIMD device. A NaN takes the second side and makes the sum NaN; -inf adds
+    // exp(-inf) = 0.
+    let up = z > r.m;
+    let diff = z - r.m;
+    let e = exp_nonpositive_f(-abs(diff), diff);
+    r.rest = select(r.rest + e, (1.0 + r.rest) * e, up);
+    if (up) {
+        r.swz = ce_shifted(r.swz, diff, r.sw);
+        r.swtz = ce_shifted(r.swtz, diff, r.swt);
         r.m = z;
         r.arg = c;
-    } else {
-        r.rest = r.rest + exp_f(z - r.m);
     }
     let eps = params.options.y;
     if (TARGET_INDEX) {

@@ -7,7 +7,8 @@
 // the gradient (from cache when the row fits). Reduced losses leave one partial per row for
 // final_sum.wgsl; `none` writes one loss per row (per element for kl_div).
 //
-// An invocation owns whole storage words (ELEMS_PER_WORD elements; 2 for packed f16/bf16).
+// An invocation owns whole storage words (ELEMS_PER_WORD elements: 4 for rows of a multiple
+// of 4 classes, in `vec4<f32>` or four packed halves; else 1, or 2 for packed f16/bf16).
 // With packed storage and an odd number of classes, a word can hold the last element of one
 // row and the first of the next: no team writes it; the row kernel leaves each row's
 // RowResult in `row_results`, and rows_boundary (a second, tiny dispatch) writes those words.
@@ -90,6 +91,24 @@ fn class_weight(c: u32) -> f32 {
         return load_weight(c);
     }
     return 1.0;
+}
+
+// The weights of classes c .. c + 3 (c a multiple of 4; words of four only).
+fn class_weights(c: u32) -> vec4<f32> {
+    if (HAS_WEIGHT) {
+        return load_word_weight(c / 4u);
+    }
+    return vec4<f32>(1.0);
+}
+
+// Element e (class c of `row`) in the second read: its gradient, scaled, and (kl_div's
+// `none`) its loss stored.
+fn elem_term(r: RowResult, row: u32, c: u32, e: u32, x: f32, t_word: f32, wc: f32, factor: f32) -> f32 {
+    let tv = target_value(row, c, t_word);
+    if (PER_ELEMENT && !REDUCED) {
+        store_row_losses(e, elem_loss(r, c, x, tv, wc));
+    }
+    return elem_grad(r, c, x, tv, wc) * elem_scale(factor, e);
 }
 
 fn row_info(row: u32) -> RowInfo {
@@ -258,13 +277,22 @@ fn rows_main(
         let e = w * ELEMS_PER_WORD;
         let x = load_word_input(w);
         let t = load_word_target_values(w);
-        if (e >= base) {
-            let c = e - base;
-            s = stats_add(s, c, x.x, target_value(row, c, t.x), class_weight(c), info);
-        }
-        if (ELEMS_PER_WORD == 2u && e + 1u < end) {
-            let c = e + 1u - base;
-            s = stats_add(s, c, x.y, target_value(row, c, t.y), class_weight(c), info);
+        let c = e - base;
+        if (ELEMS_PER_WORD == 4u) {
+            // Words of four: rows of a multiple of 4 classes, every word inside the row.
+            let wc = class_weights(c);
+            s = stats_add(s, c, x.x, target_value(row, c, t.x), wc.x, info);
+            s = stats_add(s, c + 1u, x.y, target_value(row, c + 1u, t.y), wc.y, info);
+            s = stats_add(s, c + 2u, x.z, target_value(row, c + 2u, t.z), wc.z, info);
+            s = stats_add(s, c + 3u, x.w, target_value(row, c + 3u, t.w), wc.w, info);
+        } else {
+            if (e >= base) {
+                s = stats_add(s, c, x.x, target_value(row, c, t.x), class_weight(c), info);
+            }
+            if (ELEMS_PER_WORD == 2u && e + 1u < end) {
+                let c1 = e + 1u - base;
+                s = stats_add(s, c1, x.y, target_value(row, c1, t.y), class_weight(c1), info);
+            }
         }
     }
     let r = row_finish(combine_in_team(s, ids), info, base);
@@ -276,26 +304,29 @@ fn rows_main(
             let e = w * ELEMS_PER_WORD;
             let x = load_word_input(w);
             let t = load_word_target_values(w);
+            if (ELEMS_PER_WORD == 4u) {
+                let c = e - base;
+                let wc = class_weights(c);
+                let g = vec4<f32>(
+                    elem_term(r, row, c, e, x.x, t.x, wc.x, factor),
+                    elem_term(r, row, c + 1u, e + 1u, x.y, t.y, wc.y, factor),
+                    elem_term(r, row, c + 2u, e + 2u, x.z, t.z, wc.z, factor),
+                    elem_term(r, row, c + 3u, e + 3u, x.w, t.w, wc.w, factor),
+                );
+                if (WRITE_GRAD) {
+                    store_grad_word(w, g, 4u);
+                }
+                continue;
+            }
             let first_in = e >= base;
             let second_in = ELEMS_PER_WORD == 2u && e + 1u < end;
-            var g = vec2<f32>(0.0);
+            var g = vec4<f32>(0.0);
             if (first_in) {
-                let c = e - base;
-                let tv = target_value(row, c, t.x);
-                let wc = class_weight(c);
-                g.x = elem_grad(r, c, x.x, tv, wc) * elem_scale(factor, e);
-                if (PER_ELEMENT && !REDUCED) {
-                    store_row_losses(e, elem_loss(r, c, x.x, tv, wc));
-                }
+                g.x = elem_term(r, row, e - base, e, x.x, t.x, class_weight(e - base), factor);
             }
             if (second_in) {
                 let c = e + 1u - base;
-                let tv = target_value(row, c, t.y);
-                let wc = class_weight(c);
-                g.y = elem_grad(r, c, x.y, tv, wc) * elem_scale(factor, e + 1u);
-                if (PER_ELEMENT && !REDUCED) {
-                    store_row_losses(e + 1u, elem_loss(r, c, x.y, tv, wc));
-                }
+                g.y = elem_term(r, row, c, e + 1u, x.y, t.y, class_weight(c), factor);
             }
             if (WRITE_GRAD) {
                 if (ELEMS_PER_WORD == 1u || (first_in && second_in)) {
@@ -349,5 +380,5 @@ fn rows_boundary(
         * elem_scale(row_scale(row), e);
     let g_hi = elem_grad(hi, 0u, x.y, target_value(row + 1u, 0u, t.y), class_weight(0u))
         * elem_scale(row_scale(row + 1u), e + 1u);
-    store_grad_word(w, vec2<f32>(g_lo, g_hi), 2u);
+    store_grad_word(w, vec4<f32>(g_lo, g_hi, 0.0, 0.0), 2u);
 }

@@ -1,8 +1,10 @@
-// The bandwidth baseline of the benchmarks: `c = a + b`, grid-stride, launched like the
-// elementwise template. It moves the bytes a reduced loss with its gradient moves (two reads
-// and one write per element), so `loss GB/s / stream GB/s` is the fraction of the achievable
-// memory bandwidth that a loss reaches.
+// The bandwidth baseline of the benchmarks: `c = a + b` over f32 words of four, each team of
+// lanes on one contiguous segment, as the elementwise template walks its operands. It moves
+// the bytes a reduced loss with its gradient moves (two reads and one write per element), so
+// `loss GB/s / stream GB/s` is the fraction of the achievable memory bandwidth that a loss
+// reaches.
 
+// n: elements, a multiple of 4.
 struct StreamParams {
     n: u32,
     _pad0: u32,
@@ -12,12 +14,12 @@ struct StreamParams {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stream_add(
-    @builtin(local_invocation_index) lid: u32,
+    ids: ReduceIds,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let stride = group_count(groups) * WORKGROUP_SIZE;
-    for (var i = linear_group(wid, groups) * WORKGROUP_SIZE + lid; i < params.n; i = i + stride) {
-        store_c(i, load_a(i) + load_b(i));
+    let seg = team_segment(0u, params.n / ELEMS_PER_WORD, ids, linear_group(wid, groups), groups);
+    for (var w = seg.start + seg.lane; w < seg.end; w = w + seg.lanes) {
+        store_word_c(w, load_word_a(w) + load_word_b(w), ELEMS_PER_WORD);
     }
 }

@@ -102,6 +102,9 @@ impl KernelSource for KernelKey {
     fn constants(&self) -> Vec<(&'static str, f64)> {
         kernel_dispatch!(self, k => k.constants())
     }
+    fn words_of_four(&self) -> bool {
+        kernel_dispatch!(self, k => k.words_of_four())
+    }
 }
 
 /// Every family, in catalogue order: what the tool searches.

@@ -42,7 +42,8 @@ pub enum CommonKernel {
         /// 0 instead of NaN when that divisor is 0.
         zero_if_empty: bool,
     },
-    /// `c = a + b`: the bandwidth baseline of the benchmarks.
+    /// `c = a + b` in `f32` words of four, each team of lanes on one contiguous segment (as
+    /// the elementwise template walks): the bandwidth baseline of the benchmarks.
     StreamAdd,
 }
 
@@ -64,10 +65,11 @@ impl KernelSource for CommonKernel {
                 BindingDecl::write("result", Elem::F32, true),
                 BindingDecl::read("status", Elem::U32, divisor_from_status),
             ],
+            // f32 operands (the plan's storage), in words of four.
             CommonKernel::StreamAdd => vec![
-                BindingDecl::read("a", Elem::F32, true),
-                BindingDecl::read("b", Elem::F32, true),
-                BindingDecl::write("c", Elem::F32, true),
+                BindingDecl::read("a", Elem::Stored, true),
+                BindingDecl::read("b", Elem::Stored, true),
+                BindingDecl::write("c", Elem::Stored, true),
             ],
         }
     }
@@ -98,5 +100,9 @@ impl KernelSource for CommonKernel {
             ],
             CommonKernel::StreamAdd => Vec::new(),
         }
+    }
+
+    fn words_of_four(&self) -> bool {
+        *self == CommonKernel::StreamAdd
     }
 }

@@ -9,11 +9,13 @@
 //! * every binding: `const HAS_NAME: bool` (false where the variant does not bind it), and
 //!   `fn load_NAME(i: u32) -> T` (`T` is `f32` for float operands, whatever their storage);
 //! * writable bindings: `fn store_NAME(i: u32, v: T)` for `f32`, `i32` and `u32` elements,
-//!   and for float operands `fn store_word_NAME(w: u32, v: vec2<f32>, count: u32)`, which
-//!   writes the `count` (1 or 2) elements of storage word `w` (`ELEMS_PER_WORD` elements a
-//!   word: 1 for `f32` and native `f16`, 2 for packed `f16` and `bf16`). An invocation that
-//!   stores a word owns the whole word: no two invocations write halves of one word;
-//! * float operands also get `fn load_word_NAME(w: u32) -> vec2<f32>`.
+//!   and for float operands `fn store_word_NAME(w: u32, v: vec4<f32>, count: u32)`, which
+//!   writes the `count` first elements of storage word `w` (`ELEMS_PER_WORD` elements a
+//!   word: 1 for `f32` and native `f16`, 2 for packed `f16` and `bf16`, 4 in a kernel variant
+//!   with words of four, [`KernelSource::words_of_four`]). An invocation that stores a word
+//!   owns the whole word: no two invocations write parts of one word;
+//! * float operands also get `fn load_word_NAME(w: u32) -> vec4<f32>` (components past the
+//!   word's elements are 0).
 //!
 //! An absent binding gets the same functions as stubs (loads return 0, stores do nothing), so
 //! that a template compiles for every variant and the dead branches cost nothing.
@@ -47,6 +49,10 @@ pub struct BindingDecl {
     /// Whether this variant binds it (an absent binding is not in the layout; its accessors
     /// are stubs).
     pub present: bool,
+    /// A float operand read by an index of its own (`pos_weight`'s column), whose length
+    /// need not be a multiple of 4: it keeps one element a word in a variant with words of
+    /// four. (Only meaningful for [`Elem::Stored`].)
+    pub by_index: bool,
 }
 
 impl BindingDecl {
@@ -57,6 +63,7 @@ impl BindingDecl {
             access: Access::Read,
             elem,
             present,
+            by_index: false,
         }
     }
 
@@ -67,7 +74,19 @@ impl BindingDecl {
             access: Access::ReadWrite,
             elem,
             present,
+            by_index: false,
         }
+    }
+
+    /// The same binding, read by an index of its own: see [`BindingDecl::by_index`].
+    pub const fn by_index(mut self) -> Self {
+        self.by_index = true;
+        self
+    }
+
+    /// Whether its float words hold four elements in a variant with words of four.
+    pub fn in_words_of_four(&self, words_of_four: bool) -> bool {
+        words_of_four && self.elem == Elem::Stored && !self.by_index
     }
 }
 
@@ -156,6 +175,12 @@ pub trait KernelSource {
     fn constants(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+    /// Whether the float operands (but those read [`BindingDecl::by_index`]) are arrays of
+    /// words of four elements in this variant (`ELEMS_PER_WORD` = 4): the planner chose it
+    /// for lengths that are multiples of 4 (see [`crate::gpu::storage`]).
+    fn words_of_four(&self) -> bool {
+        false
+    }
 }
 
 /// The bindings that a variant binds, numbered from 1 in declaration order.
@@ -168,7 +193,12 @@ pub fn present_bindings(all: &[BindingDecl]) -> impl Iterator<Item = (u32, &Bind
 
 /// The WGSL of every binding of a kernel: the uniform at binding 0, then each present storage
 /// binding with its accessors, and stubs for the absent ones.
-pub fn binding_wgsl(uniform: &UniformDecl, all: &[BindingDecl], storage: Storage) -> String {
+pub fn binding_wgsl(
+    uniform: &UniformDecl,
+    all: &[BindingDecl],
+    storage: Storage,
+    words_of_four: bool,
+) -> String {
     let mut s = String::with_capacity(4096);
     s.push_str("// ---- bindings (generated from the kernel's declaration in Rust) ----\n");
     s.push_str(&format!(
@@ -183,8 +213,9 @@ pub fn binding_wgsl(uniform: &UniformDecl, all: &[BindingDecl], storage: Storage
             n.to_uppercase(),
             b.present
         ));
+        let four = b.in_words_of_four(words_of_four);
         let (elem_ty, value_ty) = match b.elem {
-            Elem::Stored => (storage.wgsl_word(), "f32"),
+            Elem::Stored => (storage.wgsl_word(four), "f32"),
             Elem::F32 => ("f32", "f32"),
             Elem::I32 => ("i32", "i32"),
             Elem::U32 => ("u32", "u32"),
@@ -198,15 +229,15 @@ pub fn binding_wgsl(uniform: &UniformDecl, all: &[BindingDecl], storage: Storage
             number += 1;
         }
         match (b.elem, b.present) {
-            (Elem::Stored, true) => s.push_str(&storage.accessors(n, writable)),
+            (Elem::Stored, true) => s.push_str(&storage.accessors(n, writable, four)),
             (Elem::Stored, false) => {
                 s.push_str(&format!(
                     "fn load_{n}(i: u32) -> f32 {{ return 0.0; }}\n\
-                     fn load_word_{n}(w: u32) -> vec2<f32> {{ return vec2<f32>(0.0); }}\n"
+                     fn load_word_{n}(w: u32) -> vec4<f32> {{ return vec4<f32>(0.0); }}\n"
                 ));
                 if writable {
                     s.push_str(&format!(
-                        "fn store_word_{n}(w: u32, v: vec2<f32>, count: u32) {{}}\n"
+                        "fn store_word_{n}(w: u32, v: vec4<f32>, count: u32) {{}}\n"
                     ));
                 }
             }

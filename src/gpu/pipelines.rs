@@ -78,12 +78,14 @@ pub fn compose(key: &PipelineKey, extra: Option<&str>) -> String {
         src.push_str(part);
         src.push('\n');
     }
-    src.push_str(&key.storage.prelude());
     let kernel = &key.kernel;
+    let four = kernel.words_of_four();
+    src.push_str(&key.storage.prelude(four));
     src.push_str(&binding_wgsl(
         &kernel.uniform(),
         &kernel.bindings(),
         key.storage,
+        four,
     ));
     for part in kernel.sources() {
         src.push('\n');

@@ -207,6 +207,9 @@ pub struct RowVariant {
     pub results: bool,
     /// A workgroup per row (else a team of a subgroup's lanes).
     pub team_is_workgroup: bool,
+    /// Rows of a multiple of 4 classes: the float operands in words of four elements, which
+    /// never straddle two rows.
+    pub words_of_four: bool,
 }
 
 /// The kernels of the class family.
@@ -334,7 +337,7 @@ impl KernelSource for ClassKernel {
              fn elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {{ return {grad}(r, c, x, t, w); }}\n\
              fn elem_loss(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {{ return {elem_loss}(r, c, x, t, w); }}\n\
              fn stats_shuffle_xor(s: RowStats, mask: u32) -> RowStats {{ return {stats}({}); }}\n\
-             fn store_grad_word(w: u32, v: vec2<f32>, count: u32) {{ {store}(w, v, count); }}\n",
+             fn store_grad_word(w: u32, v: vec4<f32>, count: u32) {{ {store}(w, v, count); }}\n",
             fields.join(", ")
         )
     }
@@ -355,6 +358,13 @@ impl KernelSource for ClassKernel {
                 ("TEAM_IS_WORKGROUP", b(v.team_is_workgroup)),
                 ("LOSS_FLAGS", v.flags as f64),
             ],
+        }
+    }
+
+    fn words_of_four(&self) -> bool {
+        match self {
+            ClassKernel::Rows(v) | ClassKernel::Boundary(v) => v.words_of_four,
+            ClassKernel::Prepass { .. } => false,
         }
     }
 }
@@ -382,7 +392,9 @@ pub fn kernel_variants() -> Vec<ClassKernel> {
         for &target in targets {
             for reduced in [true, false] {
                 for full in [false, true] {
-                    for team_is_workgroup in [false, true] {
+                    for (team_is_workgroup, words_of_four) in
+                        [(false, false), (true, false), (false, true), (true, true)]
+                    {
                         let index = target == TargetKind::ClassIndex;
                         let v = RowVariant {
                             loss: gpu_loss,
@@ -396,8 +408,10 @@ pub fn kernel_variants() -> Vec<ClassKernel> {
                             write_grad: true,
                             extras: full && gpu_loss == RowLoss::CrossEntropy,
                             in_place: full && gpu_loss.in_place_safe(),
-                            results: full,
+                            // (rows of a multiple of 4 classes never need the boundary pass)
+                            results: full && !words_of_four,
                             team_is_workgroup,
+                            words_of_four,
                         };
                         let boundary = v.results.then_some(ClassKernel::Boundary(v));
                         for k in std::iter::once(ClassKernel::Rows(v)).chain(boundary) {
@@ -586,7 +600,8 @@ pub fn plan(
     let label = format!("wgloss {} ({})", loss, spec.reduction);
     let mut b = PlanBuilder::new(launch, loss, label, layout.dtype);
     let storage = b.storage();
-    let per_word = storage.elems_per_word() as u64;
+    let words_of_four = c % 4 == 0;
+    let per_word = storage.elems_per_word(words_of_four) as u64;
 
     // Rows are cut where every operand's offset stays aligned: a multiple of `row_align`
     // rows starts every [rows] and [rows, classes] array (of 2- or 4-byte elements) on the
@@ -654,6 +669,7 @@ pub fn plan(
         in_place: layout.in_place,
         results: boundary,
         team_is_workgroup,
+        words_of_four,
     };
 
     // The operands.

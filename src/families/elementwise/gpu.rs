@@ -37,7 +37,9 @@ uniform_block! {
         cols: u32 => "u32",
         /// 1/N for mean, 1 for sum and none.
         grad_scale: f32 => "f32",
-        _pad0: u32 => "u32",
+        /// The dispatch's first element in the chunk (a multiple of 4: the tail of a chunk
+        /// whose main dispatch took its words of four).
+        first: u32 => "u32",
         _pad1: u32 => "u32",
         _pad2: u32 => "u32",
         /// The loss's option values ([`ElementwiseLoss::params`]).
@@ -59,6 +61,9 @@ pub struct ElementwiseKernel {
     pub grad_output: bool,
     pub write_grad: bool,
     pub write_grad_aux: bool,
+    /// Float operands in words of four elements (the main dispatch of a chunk); one element
+    /// (or two packed halves) a word for the last `len % 4` elements.
+    pub words_of_four: bool,
 }
 
 /// The WGSL function of a built-in loss in `losses.wgsl`.
@@ -95,7 +100,11 @@ impl KernelSource for ElementwiseKernel {
             BindingDecl::read("input", Elem::Stored, true),
             BindingDecl::read("targets", Elem::Stored, self.target),
             BindingDecl::read("weight", Elem::Stored, self.weight),
-            BindingDecl::read("aux", Elem::Stored, self.aux != AuxInput::None),
+            match self.aux {
+                // pos_weight: one per column, read by the column's index.
+                AuxInput::PosWeight => BindingDecl::read("aux", Elem::Stored, true).by_index(),
+                aux => BindingDecl::read("aux", Elem::Stored, aux != AuxInput::None),
+            },
             BindingDecl::read("grad_output", Elem::F32, self.grad_output),
             BindingDecl::write("grad_input", Elem::Stored, self.write_grad),
             BindingDecl::write("grad_aux", Elem::Stored, self.write_grad_aux),
@@ -139,6 +148,10 @@ impl KernelSource for ElementwiseKernel {
             ("LOSS_FLAGS", self.flags as f64),
         ]
     }
+
+    fn words_of_four(&self) -> bool {
+        self.words_of_four
+    }
 }
 
 /// The kernel variant of `spec` over `layout`.
@@ -156,6 +169,7 @@ pub fn kernel(spec: &ElementwiseSpec, layout: &ElementwiseLayout) -> Elementwise
         grad_output: layout.grad_output,
         write_grad: layout.write_grad,
         write_grad_aux: layout.write_grad && spec.loss.has_grad_var(),
+        words_of_four: true,
     }
 }
 
@@ -180,9 +194,14 @@ pub fn kernel_variants() -> Vec<ElementwiseKernel> {
             }
             full.grad_output = !spec.reduction.is_reduced();
             for layout in [plain, full, plain.forward_only()] {
-                let k = kernel(&spec, &layout);
-                if !variants.contains(&k) {
-                    variants.push(k);
+                for words_of_four in [true, false] {
+                    let k = ElementwiseKernel {
+                        words_of_four,
+                        ..kernel(&spec, &layout)
+                    };
+                    if !variants.contains(&k) {
+                        variants.push(k);
+                    }
                 }
             }
         }
@@ -235,31 +254,44 @@ pub fn plan(
     let loss_len = if reduced { 1 } else { n };
     b.operand(Operand::Loss, Access::ReadWrite, Elem::F32, loss_len);
 
-    let per_word = storage.elems_per_word() as u64;
-    let chunks = plan_chunks(launch, n, storage.dtype().size(), per_word);
+    // Words of four elements for the first len - len % 4 elements of each chunk; the rest
+    // (at most 3, in the last chunk) in a one-workgroup dispatch of the same chunk's bindings.
+    let chunks = plan_chunks(launch, n, storage.dtype().size(), 4);
     let teams = launch.teams_per_group() as u64;
-    let partial_count: u64 = chunks.iter().map(|c| c.groups() as u64 * teams).sum();
-    let partials = reduced.then(|| b.scratch("wgloss partials", partial_count * 4, None));
     let grad_scale = match spec.reduction {
         Reduction::Mean => 1.0 / n as f32,
         _ => 1.0,
     };
     let options = spec.loss.params();
-    let kernel_key = KernelKey::Elementwise(k);
-    let mut partial_base = 0u64;
+    let mut steps = Vec::new();
+    let mut partial_count = 0u64;
     for c in &chunks {
-        let params = ElementwiseParams {
-            n: c.len as u32,
-            partial_base: partial_base as u32,
-            col_base: (c.start % cols as u64) as u32,
-            cols,
-            grad_scale,
-            options,
-            ..Default::default()
-        };
-        partial_base += c.groups() as u64 * teams;
-        let (start, len) = (c.start, c.len);
-        let mut step = Step::new(kernel_key, launch.workgroup_size, &params, c.grid)
+        let whole = c.len - c.len % 4;
+        let main = (whole > 0).then_some((true, whole, 0, c.grid));
+        let tail = (whole < c.len).then_some((false, c.len, whole, [1, 1]));
+        for (words_of_four, n, first, grid) in main.into_iter().chain(tail) {
+            let params = ElementwiseParams {
+                n: n as u32,
+                partial_base: partial_count as u32,
+                col_base: (c.start % cols as u64) as u32,
+                cols,
+                grad_scale,
+                first: first as u32,
+                options,
+                ..Default::default()
+            };
+            partial_count += grid[0] as u64 * grid[1] as u64 * teams;
+            let key = KernelKey::Elementwise(ElementwiseKernel { words_of_four, ..k });
+            steps.push((
+                Step::new(key, launch.workgroup_size, &params, grid),
+                c.start,
+                n,
+            ));
+        }
+    }
+    let partials = reduced.then(|| b.scratch("wgloss partials", partial_count * 4, None));
+    for (step, start, len) in steps {
+        let mut step = step
             .operand("input", Operand::Input, start, len)
             .operand("targets", Operand::Target, start, len)
             .operand("weight", Operand::Weight, start, len)
