@@ -1,88 +1,225 @@
 """PyTorch's own losses, forward+backward, timed the way `wgloss bench` times wgloss.
 
-For BENCHMARKS.md: run it on the same machine (and GPU) as `wgloss bench`, at the same N.
+For BENCHMARKS.md and benches/device/run.sh: run it on the same machine (and GPU) as
+`wgloss bench`, at the same sizes, and compare the medians row by row (loss, shape, dtype).
 
-    python benches/pytorch_reference.py --n 67108864 --threads 2 [--device cuda]
-    python benches/pytorch_reference.py --ce 4096x32768 --ce 256x131072 --threads 2
+    python benches/pytorch_reference.py --n 67108864 --threads 2            # 3 losses, CPU
+    python benches/pytorch_reference.py --all --n 4194304 --shape 1024x8192 --device cuda
+    python benches/pytorch_reference.py --ce 4096x32768 --ce 256x131072 --dtype bfloat16
 
 Each measurement: the loss (mean) and its gradient with respect to the input, as
-`loss.backward()` computes it; the median of --reps runs after one warm-up. Bytes are the same
-minimum traffic wgloss reports (12 per element: two reads and one write).
+`loss.backward()` computes it (the input a fresh leaf each time, the other operands resident);
+the median of --reps runs after one warm-up, with `torch.cuda.synchronize()` around each on a
+GPU. The losses PyTorch lacks (msle, log_cosh, cauchy, sigmoid_focal, hinge, squared_hinge,
+the penalties, multiclass_svm, multiclass_hinge) are the formulas of LOSSES.md written as a
+PyTorch user would write them, from tensor operations: the composed baseline. `bytes` is the
+minimum traffic wgloss reports for the same call (operands read once, gradient written once).
+On CUDA, `peak_extra_bytes` is the memory the call allocated beyond its operands.
 """
-import argparse, json, statistics, time
+import argparse
+import json
+import math
+import statistics
+import time
+import warnings
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = {
-    "mse": lambda x, y: F.mse_loss(x, y),
-    "huber": lambda x, y: F.huber_loss(x, y),
-    "bce_with_logits": lambda x, y: F.binary_cross_entropy_with_logits(x, y),
+
+def log_cosh(d):
+    a = d.abs()
+    return a + F.softplus(-2 * a) - math.log(2.0)
+
+
+def sigmoid_focal(x, y, alpha=0.25, gamma=2.0):
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    a_t = alpha * y + (1 - alpha) * (1 - y)
+    return (a_t * (1 - p_t) ** gamma * ce).mean()
+
+
+# Elementwise: name -> (loss of (x, y, side), how x is drawn, how y is drawn, side operand).
+# Draws: "normal", "unit" (uniform [0, 1)), "pos" (uniform [0.1, 3)), "sign" (+-1).
+ELEMENTWISE = {
+    "mse": (lambda x, y, s: F.mse_loss(x, y), "normal", "normal", None),
+    "l1": (lambda x, y, s: F.l1_loss(x, y), "normal", "normal", None),
+    "huber": (lambda x, y, s: F.huber_loss(x, y), "normal", "normal", None),
+    "smooth_l1": (lambda x, y, s: F.smooth_l1_loss(x, y), "normal", "normal", None),
+    "msle": (lambda x, y, s: F.mse_loss(torch.log1p(x.clamp_min(1e-7)),
+                                        torch.log1p(y.clamp_min(1e-7))), "pos", "pos", None),
+    "log_cosh": (lambda x, y, s: log_cosh(x - y).mean(), "normal", "normal", None),
+    "cauchy": (lambda x, y, s: torch.log1p((x - y) ** 2).mean(), "normal", "normal", None),
+    "poisson_nll": (lambda x, y, s: F.poisson_nll_loss(x, y), "normal", "pos", None),
+    "gaussian_nll": (lambda x, y, s: F.gaussian_nll_loss(x, y, s), "normal", "normal", "pos"),
+    "bce": (lambda x, y, s: F.binary_cross_entropy(x, y), "unit", "unit", None),
+    "bce_with_logits": (lambda x, y, s: F.binary_cross_entropy_with_logits(x, y),
+                        "normal", "unit", None),
+    "sigmoid_focal": (lambda x, y, s: sigmoid_focal(x, y), "normal", "unit", None),
+    "hinge": (lambda x, y, s: (1 - x * y).clamp_min(0).mean(), "normal", "sign", None),
+    "squared_hinge": (lambda x, y, s: ((1 - x * y).clamp_min(0) ** 2).mean(),
+                      "normal", "sign", None),
+    "soft_margin": (lambda x, y, s: F.soft_margin_loss(x, y), "normal", "sign", None),
+    "l1_penalty": (lambda x, y, s: x.abs().sum(), "normal", None, None),
+    "l2_penalty": (lambda x, y, s: 0.5 * (x ** 2).sum(), "normal", None, None),
 }
 
 
+def multiclass_svm(x, t, margin=1.0):
+    x_y = x.gather(1, t[:, None])
+    h = (x - x_y + margin).clamp_min(0)
+    return (h.sum(1) - margin).mean()  # minus the j = y term, which is exactly margin
+
+
+def multiclass_hinge(x, t, margin=1.0):
+    others = x.scatter(1, t[:, None], float("-inf"))
+    return (margin + others.amax(1) - x.gather(1, t[:, None])[:, 0]).clamp_min(0).mean()
+
+
+# Class dimension: name -> (loss of (logits, target), target kind).
+CLASS = {
+    "cross_entropy": (lambda x, t: F.cross_entropy(x, t), "index"),
+    "nll": (lambda x, t: F.nll_loss(x, t), "index"),
+    # wgloss bench's kl_div is reduction mean, as PyTorch's default (which warns about it).
+    "kl_div": (lambda x, t: F.kl_div(x, t, reduction="mean"), "probs"),
+    "multi_margin": (lambda x, t: F.multi_margin_loss(x, t), "index"),
+    "multiclass_svm": (multiclass_svm, "index"),
+    "multiclass_hinge": (multiclass_hinge, "index"),
+    "multilabel_soft_margin": (lambda x, t: F.multilabel_soft_margin_loss(x, t), "multi_hot"),
+    "multilabel_margin": (lambda x, t: F.multilabel_margin_loss(x, t), "lists"),
+}
+
+DTYPES = {"float32": torch.float32, "f32": torch.float32,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "f16": torch.float16}
+
+
+def draw(kind, shape, g, dtype, dev):
+    if kind == "normal":
+        v = torch.randn(shape, generator=g)
+    elif kind == "unit":
+        v = torch.rand(shape, generator=g).clamp(1e-3, 1 - 1e-3)
+    elif kind == "pos":
+        v = torch.rand(shape, generator=g) * 2.9 + 0.1
+    elif kind == "sign":
+        v = torch.randint(0, 2, shape, generator=g).float() * 2 - 1
+    else:
+        raise ValueError(kind)
+    return v.to(dtype).to(dev)
+
+
+def class_target(kind, rows, classes, g, dtype, dev):
+    if kind == "index":
+        return torch.randint(0, classes, (rows,), generator=g).to(dev)
+    if kind == "probs":
+        return torch.softmax(torch.randn(rows, classes, generator=g), 1).to(dtype).to(dev)
+    if kind == "multi_hot":
+        return (torch.rand(rows, classes, generator=g) < 0.1).to(dtype).to(dev)
+    # Up to four leading class indices per row, then -1 (as wgloss's samples).
+    t = torch.full((rows, classes), -1, dtype=torch.long)
+    t[:, :4] = torch.randint(0, classes, (rows, 4), generator=g)
+    return t.to(dev)
+
+
+def measure(f, x0, reps, dev):
+    """(median ms, peak extra bytes, None), or (None, None, why) where PyTorch has no kernel
+    for the call (e.g. multi_margin in bfloat16 on the CPU)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ms, peak = time_call(f, x0, reps, dev)
+        return ms, peak, None
+    except (NotImplementedError, RuntimeError) as e:
+        return None, None, str(e).splitlines()[0]
+
+
+def time_call(f, x0, reps, dev):
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times, peak = [], 0
+    for rep in range(reps + 1):
+        x = x0.clone().requires_grad_(True)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        sync()
+        s = time.perf_counter()
+        f(x).backward()
+        sync()
+        if rep > 0:
+            times.append(time.perf_counter() - s)
+        if dev.type == "cuda":
+            peak = max(peak, torch.cuda.max_memory_allocated() - base)
+        del x
+    return statistics.median(times) * 1e3, (peak if dev.type == "cuda" else None)
+
+
+def result(ms, nbytes, peak, error):
+    if error:
+        return {"error": error}
+    return {"median_ms": ms, "gbps": nbytes / ms / 1e6, "peak_extra_bytes": peak}
+
+
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--n", type=int, default=1 << 26)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--reps", type=int, default=7)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1 << 26, help="elements (elementwise losses)")
+    p.add_argument("--shape", action="append", default=[], metavar="ROWSxCLASSES",
+                   help="class-dimension shapes (with --all or --loss of a class loss)")
     p.add_argument("--ce", action="append", default=[], metavar="ROWSxCLASSES",
-                   help="cross-entropy (class-index targets, mean) at these shapes instead")
+                   help="cross-entropy alone at these shapes")
+    p.add_argument("--all", action="store_true", help="every loss of the catalogue")
+    p.add_argument("--loss", action="append", default=[], help="these losses (repeatable)")
+    p.add_argument("--dtype", action="append", default=[], choices=sorted(DTYPES),
+                   help="operand type (repeatable; default float32)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--reps", type=int, default=7)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    dtypes = [DTYPES[d] for d in (args.dtype or ["float32"])]
+
     if args.ce:
-        for shape in args.ce:
-            rows, classes = (int(v) for v in shape.split("x"))
+        losses, shapes = ["cross_entropy"], args.ce
+    else:
+        losses = args.loss or (list(ELEMENTWISE) + list(CLASS) if args.all
+                               else ["mse", "huber", "bce_with_logits"])
+        shapes = args.shape or ["1024x8192"]
+    for dtype in dtypes:
+        dname = str(dtype).replace("torch.", "")
+        common = {"backend": f"pytorch-{dev.type}", "torch": torch.__version__,
+                  "threads": torch.get_num_threads(), "dtype": dname,
+                  "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
+        size = torch.finfo(dtype).bits // 8
+        for name in losses:
             g = torch.Generator().manual_seed(0)
-            x0 = (torch.randn(rows, classes, generator=g) * 3).to(dev)
-            t = torch.randint(0, classes, (rows,), generator=g).to(dev)
-            times = []
-            peak = 0
-            for rep in range(args.reps + 1):
-                x = x0.clone().requires_grad_(True)
-                if dev.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                    base = torch.cuda.memory_allocated()
-                sync()
-                s = time.perf_counter()
-                F.cross_entropy(x, t).backward()
-                sync()
-                if rep > 0:
-                    times.append(time.perf_counter() - s)
-                if dev.type == "cuda":
-                    peak = max(peak, torch.cuda.max_memory_allocated() - base)
-            ms = statistics.median(times) * 1e3
-            n = rows * classes
-            print(json.dumps({
-                "loss": "cross_entropy", "backend": f"pytorch-{dev.type}", "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "rows": rows, "classes": classes,
-                "bytes": 8 * n + 4 * rows, "median_ms": ms, "gbps": (8 * n + 4 * rows) / ms / 1e6,
-                "peak_extra_bytes": peak if dev.type == "cuda" else None,
-            }))
-        return
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.randn(args.n, generator=g).to(dev)
-    y = torch.rand(args.n, generator=g).to(dev)
-    for name, f in LOSSES.items():
-        times = []
-        for rep in range(args.reps + 1):
-            x = x0.clone().requires_grad_(True)
-            sync()
-            t = time.perf_counter()
-            f(x, y).backward()
-            sync()
-            if rep > 0:
-                times.append(time.perf_counter() - t)
-        ms = statistics.median(times) * 1e3
-        print(json.dumps({
-            "loss": name, "backend": f"pytorch-{dev.type}", "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "n": args.n, "bytes": 12 * args.n,
-            "median_ms": ms, "gbps": 12 * args.n / ms / 1e6,
-        }))
+            if name in ELEMENTWISE:
+                f, xk, yk, sk = ELEMENTWISE[name]
+                n = args.n
+                x0 = draw(xk, (n,), g, dtype, dev)
+                y = draw(yk, (n,), g, dtype, dev) if yk else None
+                side = draw(sk, (n,), g, dtype, dev) if sk else None
+                ms, peak, error = measure(lambda x: f(x, y, side), x0, args.reps, dev)
+                reads = 1 + (yk is not None) + (sk is not None)
+                nbytes = (reads + 1) * size * n
+                print(json.dumps({"loss": name, "n": n, "shape": [n], "bytes": nbytes,
+                                  **result(ms, nbytes, peak, error), **common}))
+                continue
+            if name not in CLASS:
+                raise SystemExit(f"unknown loss {name!r}")
+            f, kind = CLASS[name]
+            for shape in shapes:
+                rows, classes = (int(v) for v in shape.split("x"))
+                x0 = (torch.randn(rows, classes, generator=g) * 3).to(dtype).to(dev)
+                t = class_target(kind, rows, classes, g, dtype, dev)
+                ms, peak, error = measure(lambda x: f(x, t), x0, args.reps, dev)
+                n = rows * classes
+                target_bytes = {"index": 4 * rows, "lists": 4 * n}.get(kind, size * n)
+                nbytes = 2 * size * n + target_bytes
+                print(json.dumps({"loss": name, "rows": rows, "classes": classes,
+                                  "shape": [rows, classes], "bytes": nbytes,
+                                  **result(ms, nbytes, peak, error), **common}))
 
 
 if __name__ == "__main__":
