@@ -44,7 +44,7 @@ struct RowOut {
 }
 
 /// Lanes for sums: separate accumulators, so that the loops vectorise without reordering
-/// any single sum.
+/// any single sum. (32 lanes, four independent AVX-512 additions a step, measured no faster.)
 const LANES: usize = 8;
 
 fn lane_sum(values: &[f32]) -> f64 {
@@ -89,23 +89,48 @@ fn lane_sum_shifted(w: Option<&[f32]>, z: &[f32], shift: f32) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-fn row_max(z: &[f32]) -> f32 {
-    let mut m = [f32::NEG_INFINITY; LANES];
-    let mut chunks = z.chunks_exact(LANES);
+/// Values a step of the max and search loops takes (one AVX-512 register of f32).
+const WIDE: usize = 16;
+
+/// The largest value (NaN passed over; -inf for a slice of -inf and NaN only), in lanes.
+#[inline(always)]
+fn lanes_max(z: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; WIDE];
+    let mut chunks = z.chunks_exact(WIDE);
     for c in &mut chunks {
-        for l in 0..LANES {
-            // A NaN makes the row NaN anyway (through the exponentials).
+        for l in 0..WIDE {
             m[l] = if c[l] > m[l] { c[l] } else { m[l] };
         }
     }
-    let mut best = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for v in m {
-        best = best.max(v);
-    }
-    best
+    let rest = chunks.remainder().iter().copied();
+    m.into_iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a })
+}
+
+/// The first index holding `v`: a wide compare per step, then the step's own search.
+#[inline(always)]
+fn first_index_of(z: &[f32], v: f32) -> Option<usize> {
+    z.chunks(WIDE).enumerate().find_map(|(k, c)| {
+        let hit = c.iter().fold(false, |a, &x| a | (x == v));
+        hit.then(|| k * WIDE + c.iter().position(|&x| x == v).unwrap_or(0))
+    })
+}
+
+/// The largest value above -inf and the first index that holds it (`None` for a slice of
+/// -inf and NaN only).
+#[inline(always)]
+fn first_max(z: &[f32]) -> Option<(f32, usize)> {
+    let m = lanes_max(z);
+    (m > f32::NEG_INFINITY).then(|| (m, first_index_of(z, m).unwrap_or(0)))
+}
+
+/// The row's max and the first index that holds it ((-inf, its first -inf, or 0) for a row of
+/// -inf and NaN only).
+#[inline(always)]
+fn row_max_first(z: &[f32]) -> (f32, usize) {
+    let m = lanes_max(z);
+    (m, first_index_of(z, m).unwrap_or(0))
 }
 
 /// [`mul_masked`] in `f64`.
@@ -157,11 +182,10 @@ fn cross_entropy_row(
     // Sums of z - max that the loss needs, taken before the exponentials overwrite z.
     let (max, argmax_is_target, z_y, swz, swt, swtz) = {
         let z: &[f32] = if capped { grad } else { x };
-        let max = row_max(z);
+        let (max, first) = row_max_first(z);
         match target {
             RowTarget::Index(y) => {
                 let y = y as usize;
-                let first = z.iter().position(|&v| v == max).unwrap_or(0);
                 // Σ w (z - max) (for the smoothing term): relative to the max, its terms never
                 // cancel against W · lse.
                 let swz = if eps > 0.0 {
@@ -186,6 +210,7 @@ fn cross_entropy_row(
         }
     };
     // e = exp(z - max) into the gradient, and its sum.
+    // (Two loops: the exponentials vectorise; fused with the f64 sum, they did not.)
     if capped {
         grad.iter_mut().for_each(|g| *g = exp(*g - max));
     } else {
@@ -233,27 +258,29 @@ fn cross_entropy_row(
     };
     let inv_sum = (1.0 / sum) as f32;
     let a = a as f32 * inv_sum;
+    // The reduction's factor in the same pass (the capped gradient takes its own after).
+    let f = if capped { 1.0 } else { scale };
     match (target, w) {
         (RowTarget::Index(_), None) => {
             let b = eps * inv_c;
-            grad.iter_mut().for_each(|g| *g = a * *g - b);
+            grad.iter_mut().for_each(|g| *g = (a * *g - b) * f);
         }
         (RowTarget::Index(_), Some(w)) => {
             let b = eps * inv_c;
             grad.iter_mut()
                 .zip(w)
-                .for_each(|(g, &w)| *g = a * *g - b * w);
+                .for_each(|(g, &w)| *g = (a * *g - b * w) * f);
         }
         (RowTarget::Values(t), w) => {
             for (i, g) in grad.iter_mut().enumerate() {
                 let wt = w.map_or(1.0, |w| w[i]) * ((1.0 - eps) * t[i] + eps * inv_c);
-                *g = a * *g - wt;
+                *g = (a * *g - wt) * f;
             }
         }
         (RowTarget::List(_), _) => unreachable!(),
     }
     if let Some((y, g)) = target_grad {
-        grad[y] = g as f32;
+        grad[y] = g as f32 * f;
     }
     if capped {
         // d z / d x = 1 - tanh²(x / s).
@@ -262,8 +289,6 @@ fn cross_entropy_row(
             let t = tanh(v / s);
             *g *= (1.0 - t * t) * scale;
         });
-    } else {
-        grad.iter_mut().for_each(|g| *g *= scale);
     }
     RowOut {
         loss,
@@ -453,32 +478,13 @@ fn multiclass_hinge_row(margin: f32, x: &[f32], y: i32, scale: f32, grad: &mut [
     if c < 2 {
         return RowOut::default(); // one class: nothing to compete with
     }
-    // Each lane keeps its largest value and where it first saw it; the lanes then agree on
-    // the largest, first. A lane that saw nothing above -inf keeps no position.
-    let mut best = [f32::NEG_INFINITY; LANES];
-    let mut at = [usize::MAX; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for (k, group) in (&mut chunks).enumerate() {
-        for l in 0..LANES {
-            let j = k * LANES + l;
-            if group[l] > best[l] && j != y {
-                (best[l], at[l]) = (group[l], j);
-            }
-        }
-    }
-    let tail = c - chunks.remainder().len();
-    let rest = chunks.remainder().iter().enumerate();
-    let candidates = best
-        .into_iter()
-        .zip(at)
-        .chain(rest.map(|(i, &v)| (v, tail + i)))
-        .filter(|&(v, j)| j != y && v > f32::NEG_INFINITY);
-    let mut winner: Option<(f32, usize)> = None;
-    for (v, j) in candidates {
-        if winner.is_none_or(|(b, i)| v > b || (v == b && j < i)) {
-            winner = Some((v, j));
-        }
-    }
+    // The largest other logit, first: the largest left of y, else (strictly larger) right.
+    let left = first_max(&x[..y]);
+    let right = first_max(&x[y + 1..]).map(|(v, j)| (v, y + 1 + j));
+    let winner = match (left, right) {
+        (Some(l), Some(r)) => Some(if r.0 > l.0 { r } else { l }),
+        (l, r) => l.or(r),
+    };
     // Every other logit -inf (or NaN): the margin is never violated.
     let Some(winner) = winner else {
         return RowOut::default();
@@ -860,4 +866,47 @@ pub fn compute_into<T: Element>(
         row_correct: (is_ce && layout.target == TargetKind::ClassIndex)
             .then(|| outs.iter().map(|o| o.correct).collect()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first index of the largest value, by the obvious scalar loop.
+    fn oracle(z: &[f32]) -> Option<(f32, usize)> {
+        let mut best: Option<(f32, usize)> = None;
+        for (j, &v) in z.iter().enumerate() {
+            if v > f32::NEG_INFINITY && best.is_none_or(|(b, _)| v > b) {
+                best = Some((v, j));
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_first_maximum_is_found_at_every_length_and_place() {
+        for len in [0, 1, 7, 15, 16, 17, 33, 100] {
+            for at in 0..len {
+                for tie in [None, Some(len - 1), Some(0)] {
+                    let mut z: Vec<f32> = (0..len).map(|i| ((i * 7) % 5) as f32).collect();
+                    z[at] = 10.0;
+                    if let Some(t) = tie {
+                        z[t] = 10.0;
+                    }
+                    assert_eq!(first_max(&z), oracle(&z), "len {len}, at {at}, tie {tie:?}");
+                    assert_eq!(row_max_first(&z), oracle(&z).unwrap());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nan_and_minus_infinity_are_passed_over() {
+        let z = [f32::NAN, f32::NEG_INFINITY, 2.0, f32::NAN, 2.0];
+        assert_eq!(first_max(&z), Some((2.0, 2)));
+        let masked = [f32::NAN, f32::NEG_INFINITY, f32::NEG_INFINITY];
+        assert_eq!(first_max(&masked), None);
+        assert_eq!(row_max_first(&masked), (f32::NEG_INFINITY, 1));
+        assert_eq!(row_max_first(&[f32::NAN; 3]), (f32::NEG_INFINITY, 0));
+    }
 }
