@@ -20,7 +20,7 @@ pub struct ContextOptions {
     pub subgroups: bool,
     /// Threads per workgroup (a power of two; default 256).
     pub workgroup_size: u32,
-    /// Most workgroups per dispatch of a grid-stride kernel (default: 32 on a CPU adapter
+    /// Most workgroups per dispatch of a streaming kernel (default: 32 on a CPU adapter
     /// such as lavapipe, 4,096 on a GPU). May exceed 65,535: the grid becomes 2-D.
     pub max_workgroups: Option<u32>,
     /// Largest storage binding to use, in bytes (default: the adapter's
@@ -101,7 +101,7 @@ impl AdapterReport {
 pub struct Launch {
     /// Threads per workgroup (a power of two).
     pub workgroup_size: u32,
-    /// Most workgroups a grid-stride dispatch uses.
+    /// Most workgroups a streaming dispatch uses (its teams split the input into segments).
     pub max_workgroups: u32,
     /// Most workgroups along one grid dimension.
     pub max_per_dimension: u32,

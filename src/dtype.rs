@@ -109,7 +109,7 @@ impl std::fmt::Display for DType {
     }
 }
 
-/// A float type operands may be stored in: `f32`, [`f16`] or [`bf16`].
+/// A float type operands may be stored in: `f32`, [`struct@f16`] or [`bf16`].
 ///
 /// The CPU path converts tiles of operands to `f32`, computes, and converts gradients back
 /// (nearest, ties to even); for `f32` the conversions are the identity and cost nothing.

@@ -3,7 +3,7 @@
 //! Loss functions whose forward and backward passes run as fused WGSL compute shaders through
 //! [`wgpu`] (Vulkan, Metal, DX12, and GL), with a multi-threaded CPU path that computes the same
 //! losses and serves as the oracle for every GPU result. Operands may be stored as `f32`,
-//! [`f16`] or [`bf16`] ([`DType`]); arithmetic is `f32` (`f64` sums on the CPU).
+//! [`struct@f16`] or [`bf16`] ([`DType`]); arithmetic is `f32` (`f64` sums on the CPU).
 //!
 //! Two levels of API, for every family of losses ([`families`]):
 //!

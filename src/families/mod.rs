@@ -11,7 +11,10 @@
 //!   against;
 //! * `gpu.rs`: the kernels (each declares its bindings by name and its `#[repr(C)]` uniform
 //!   block once; see [`crate::gpu::kernel`]) and the planner, which says which kernels run
-//!   in which order over which operands ([`crate::gpu::plan`]);
+//!   in which order over which operands ([`crate::gpu::plan`]). A kernel that streams whole
+//!   operands reads them in words of four elements where the planner allows it
+//!   ([`crate::gpu::kernel::KernelSource::words_of_four`]) and gives each team of lanes one
+//!   contiguous segment (`team_segment` in `shaders/common/launch.wgsl`);
 //! * `shaders/<family>/`: the template and each loss's small WGSL functions.
 //!
 //! Everything else is shared and knows no family: the pipeline cache and typed keys, storage
@@ -146,7 +149,7 @@ pub struct OperandInfo {
     pub kind: OperandKind,
     /// Must be given (else optional).
     pub required: bool,
-    /// Its shape, in words ("the input's", "[classes]").
+    /// Its shape, in words ("the input's", "`[classes]`").
     pub shape: &'static str,
     /// Whether the loss gives its gradient.
     pub grad: bool,

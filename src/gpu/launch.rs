@@ -5,7 +5,7 @@
 use crate::context::Launch;
 use crate::error::{Error, Operand, Result};
 
-/// One dispatch of a grid-stride kernel over elements `start .. start + len`.
+/// One dispatch of a streaming kernel over elements `start .. start + len`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkDispatch {
     pub start: u64,

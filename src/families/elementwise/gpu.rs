@@ -2,9 +2,11 @@
 //! sources), its planner, and the typed engine-level API (prepare for a size, bind the
 //! caller's buffers once, record into the caller's encoder as often as needed).
 //!
-//! A reduced loss with its gradient records two dispatches per chunk of at most one storage
-//! binding plus the final sum: a grid-stride pass that reads every operand once, writes the
-//! gradients and leaves one partial per team of lanes, then the final sum of the partials.
+//! A reduced loss with its gradient records one dispatch per chunk of at most one storage
+//! binding plus the final sum: a pass that reads every operand once (each team of lanes one
+//! contiguous segment, four elements a word), writes the gradients and leaves one partial per
+//! team, then the final sum of the partials. A chunk whose length is not a multiple of 4 takes
+//! one more, one-workgroup dispatch for its last 1-3 elements (one element a word).
 
 use super::{AuxInput, ElementwiseKind, ElementwiseLayout, ElementwiseLoss, ElementwiseSpec};
 use crate::context::{Context, Launch};
@@ -492,7 +494,8 @@ impl ElementwisePlan {
         }
     }
 
-    /// Compute dispatches per recorded call: one per chunk, plus the final sum when reduced.
+    /// Compute dispatches per recorded call: one per chunk (and one for a last chunk whose
+    /// length is not a multiple of 4), plus the final sum when reduced.
     pub fn dispatches(&self) -> usize {
         self.plan.dispatches()
     }
