@@ -126,6 +126,43 @@ fn every_loss_in_f16_and_bf16_on_the_gpu_matches_the_f32_oracle() {
 }
 
 #[test]
+fn sixteen_bit_elementwise_losses_cut_into_chunks_keep_their_f32_outputs_in_bounds() {
+    // 1,001 elements past a 1 KiB binding: the chunks must be sized for the f32 operands
+    // (grad_output, per-element losses) bound beside the 16-bit ones, not for 2-byte ones.
+    let Some(_) = gpu() else { return };
+    let ctx = Context::with_options(ContextOptions {
+        max_binding_bytes: Some(1024),
+        f16_storage: wgloss::F16Storage::Packed,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for dtype in [DType::F16, DType::Bf16] {
+        let elementwise = calls(dtype)
+            .into_iter()
+            .filter(|c| families::find(&c.loss).unwrap().0.name() == "elementwise");
+        for call in elementwise {
+            let what = format!("chunked {} {dtype} {:?}", call.loss, call.reduction);
+            let oracle = families::evaluate(&as_f32(&call), Backend::Cpu).unwrap();
+            let out = match families::evaluate(&call, Backend::Gpu(&ctx)) {
+                Ok(out) => out,
+                Err(e) => {
+                    failures.push(format!("{what}: {e}"));
+                    continue;
+                }
+            };
+            let loss = |e: &[f32]| Tolerance::gpu_against_cpu(e);
+            let grad = |e: &[f32]| Tolerance::gpu_against_cpu(e).rounded_to(dtype);
+            failures.extend(against_oracle(&what, &out, &oracle, dtype, loss, grad).err());
+            count += 1;
+        }
+    }
+    assert!(count > 50, "only {count} cases");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
 fn sixteen_bit_storage_halves_the_bytes_a_plan_moves() {
     let mse = ElementwiseSpec::new(ElementwiseLoss::Mse);
     let n = 1 << 20;

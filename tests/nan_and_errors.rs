@@ -71,6 +71,55 @@ fn nan_propagates_as_in_pytorch_on_cpu_and_gpu() {
     );
 }
 
+#[test]
+fn multiclass_hinge_rows_with_a_nan_are_nan_on_cpu_and_gpu() {
+    use wgloss::{ClassLoss, ClassOperands, ClassSpec, ClassTarget, LossValue};
+    let ctx = gpu();
+    // 37 classes (one element a word) and 40 (words of four); the NaN is a competitor in row
+    // 1 and the target's own logit in row 3; rows 0 and 2 stay finite.
+    for classes in [37usize, 40] {
+        let rows = 4;
+        let mut x: Vec<f32> = (0..rows * classes)
+            .map(|i| ((i * 37) % 11) as f32 * 0.3 - 1.5)
+            .collect();
+        let y = vec![2i32, 5, 7, 1];
+        x[classes + 9] = f32::NAN;
+        x[3 * classes + 1] = f32::NAN;
+        let spec = ClassSpec::new(ClassLoss::MulticlassHinge { margin: 1.0 })
+            .with_reduction(Reduction::None);
+        let ops = ClassOperands::new(&x, classes, ClassTarget::Indices(&y));
+        let mut outs = vec![("cpu", cpu::compute(&spec, &ops).unwrap())];
+        if let Some(ctx) = &ctx {
+            outs.push(("gpu", ctx.compute(&spec, &ops).unwrap()));
+        }
+        for (path, out) in &outs {
+            let LossValue::Elements(loss) = &out.value else {
+                panic!("{path}: reduction none gives one loss per row");
+            };
+            assert_eq!(loss.len(), rows);
+            for (r, (l, grad)) in loss.iter().zip(out.grad.chunks(classes)).enumerate() {
+                let nan_row = r == 1 || r == 3;
+                assert_eq!(l.is_nan(), nan_row, "{path} {classes}: loss of row {r}");
+                assert!(
+                    grad.iter().all(|g| g.is_nan() == nan_row),
+                    "{path} {classes}: gradient of row {r}: {grad:?}"
+                );
+            }
+        }
+        if let [(_, c), (_, g)] = &outs[..] {
+            let (LossValue::Elements(lc), LossValue::Elements(lg)) = (&c.value, &g.value) else {
+                unreachable!("checked above");
+            };
+            assert_eq!(
+                (lc[0], lc[2]),
+                (lg[0], lg[2]),
+                "{classes}: finite rows, CPU and GPU"
+            );
+            assert_eq!(c.grad[..classes], g.grad[..classes]);
+        }
+    }
+}
+
 /// Runs `f` on the CPU path and, when there is an adapter, on the GPU path: both must agree.
 fn both(ctx: &Option<Context>, spec: &ElementwiseSpec, ops: &Operands) -> Error {
     let c = cpu::compute(spec, ops).expect_err("the CPU path accepted bad input");

@@ -310,36 +310,54 @@ fn margin_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
 struct RunnerUpStats {
     best: f32,
     j: u32,       // the first index of the best (u32 max: none)
+    nan: u32,     // 1 once a NaN logit was seen: the row's loss and gradient are NaN
 }
 
 fn hinge_stats_empty() -> RunnerUpStats {
-    return RunnerUpStats(NEG_BIG, 0xffffffffu);
+    return RunnerUpStats(NEG_BIG, 0xffffffffu, 0u);
 }
 
 fn hinge_stats_add(s: RunnerUpStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> RunnerUpStats {
-    if (c == info.y || !(x > s.best || s.j == 0xffffffffu)) {
-        return s;
+    var r = s;
+    if (is_nan_f(x)) {
+        r.nan = 1u;
+        return r;
     }
-    return RunnerUpStats(x, c);
+    // A competitor of -inf never is one (as on the CPU); the first finite one is taken.
+    if (c == info.y || !(x > r.best || (r.j == 0xffffffffu && x >= NEG_BIG))) {
+        return r;
+    }
+    r.best = x;
+    r.j = c;
+    return r;
 }
 
 fn hinge_stats_combine(a: RunnerUpStats, b: RunnerUpStats) -> RunnerUpStats {
+    let nan = a.nan | b.nan;
     if (b.j == 0xffffffffu) {
-        return a;
+        return RunnerUpStats(a.best, a.j, nan);
     }
     if (a.j == 0xffffffffu || b.best > a.best || (b.best == a.best && b.j < a.j)) {
-        return b;
+        return RunnerUpStats(b.best, b.j, nan);
     }
-    return a;
+    return RunnerUpStats(a.best, a.j, nan);
 }
 
+// live: 0 (margin not violated: no gradient), 1 (gradient at j and y), 2 (a NaN logit).
 fn hinge_row_finish(s: RunnerUpStats, info: RowInfo, base: u32) -> RowResult {
+    if (s.nan != 0u) {
+        let nan = bitcast<f32>(0x7fc00000u);
+        return RowResult(nan, 0.0, 0.0, 2u, info.y, s.j, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    }
     let h = params.options.y + s.best - info.xy;
     let on = s.j != 0xffffffffu && h > 0.0;
     return RowResult(select(0.0, h, on), 0.0, 0.0, select(0u, 1u, on), info.y, s.j, info.row, info.base, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
 }
 
 fn hinge_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
+    if (r.live == 2u) {
+        return bitcast<f32>(0x7fc00000u);
+    }
     if (r.live == 0u) {
         return 0.0;
     }

@@ -43,7 +43,8 @@ pub fn plan_chunks(
         let len = per_chunk.min(n - start);
         let steps = len.div_ceil(elems_per_invocation);
         let wanted = steps.div_ceil(launch.workgroup_size as u64);
-        // Grid-stride loops cover any length with fewer groups: never more than one grid holds.
+        // Each team loops over its segment, so fewer groups cover any length: never more than
+        // one grid holds.
         let grid_cap = (launch.max_per_dimension as u64).pow(2);
         let floor = launch
             .loop_budget

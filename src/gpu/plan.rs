@@ -363,7 +363,7 @@ impl Context {
         self.check_lost()?;
         let launch = self.launch;
         let storage = Storage::for_dtype(spec.dtype, launch.shader_f16);
-        check_sources(&spec)?;
+        check_sources(&spec, storage, launch.binding_bytes)?;
         let mut steps = Vec::with_capacity(spec.steps.len());
         for step in &spec.steps {
             let key = PipelineKey {
@@ -585,26 +585,41 @@ impl LossPlan {
 
 /// A planner's promise, checked once at prepare: every binding a dispatch's kernel has is given
 /// a source, and every operand a source names is declared (a planner bug otherwise).
-fn check_sources(spec: &PlanSpec) -> Result<()> {
+fn check_sources(spec: &PlanSpec, storage: Storage, binding_bytes: u64) -> Result<()> {
+    let internal = |message: String| Error::Gpu {
+        label: spec.label.clone(),
+        message: format!("internal: {message}"),
+    };
     for step in &spec.steps {
         let decls = step.kernel.bindings();
         for (_, decl) in present_bindings(&decls) {
             let source = step.sources.iter().find(|(name, _)| *name == decl.name);
-            let ok = match source {
-                Some((_, Source::Operand { operand, .. })) => {
-                    spec.operands.iter().any(|s| s.operand == *operand)
+            match source {
+                Some((_, Source::Operand { operand, len, .. })) => {
+                    let Some(slot) = spec.operands.iter().find(|s| s.operand == *operand) else {
+                        return Err(internal(format!(
+                            "binding `{}` of {:?} names an operand the plan lacks",
+                            decl.name, step.kernel
+                        )));
+                    };
+                    // A planner that sized its chunks for the wrong element type would bind
+                    // past the device's limit: an error here, not a validation failure later.
+                    let bytes = elem_bytes(slot.elem, storage, *len);
+                    if bytes > binding_bytes {
+                        return Err(internal(format!(
+                            "binding `{}` of {:?} spans {bytes} bytes, past the {binding_bytes} \
+                             of one binding",
+                            decl.name, step.kernel
+                        )));
+                    }
                 }
-                Some((_, Source::Scratch(id))) => id.0 < spec.scratch.len(),
-                None => false,
-            };
-            if !ok {
-                return Err(Error::Gpu {
-                    label: spec.label.clone(),
-                    message: format!(
-                        "internal: binding `{}` of {:?} has no source in the plan",
+                Some((_, Source::Scratch(id))) if id.0 < spec.scratch.len() => {}
+                _ => {
+                    return Err(internal(format!(
+                        "binding `{}` of {:?} has no source in the plan",
                         decl.name, step.kernel
-                    ),
-                });
+                    )))
+                }
             }
         }
     }

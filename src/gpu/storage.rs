@@ -13,8 +13,8 @@
 //! Kernels that stream whole operands use words of four elements where the plan allows it
 //! (a length that is a multiple of 4): `array<vec4<f32>>`, `array<vec4<f16>>` or
 //! `array<vec2<u32>>` (four packed halves). One 16- or 8-byte access per word instead of
-//! four 4-byte ones: measured 2.2x the bandwidth of `array<f32>` on lavapipe, and the
-//! vector access GPUs prefer. The WGSL functions are the same either way: `load_word_*`
+//! four 4-byte ones: measured 2.0x the bandwidth of `array<f32>` on lavapipe (2.2-2.3x with
+//! one contiguous segment per team of lanes), and the vector access GPUs prefer. The WGSL functions are the same either way: `load_word_*`
 //! gives a `vec4<f32>` (unused components 0) and `store_word_*` takes one.
 //!
 //! Conversions are bit-exact and the same on every backend: `f16`/`bf16` to `f32` is exact,

@@ -469,11 +469,18 @@ fn margin_row_power<const SQUARED: bool>(
 }
 
 /// Crammer–Singer: `max(0, margin + max_{j≠y} x_j - x_y)`, the gradient at the first maximum
-/// (NaN never compares greater, so it is passed over in the search).
+/// (a competitor of -inf never is one); a NaN logit makes the row's loss and gradient NaN.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn multiclass_hinge_row(margin: f32, x: &[f32], y: i32, scale: f32, grad: &mut [f32]) -> RowOut {
     let y = y as usize;
     let c = x.len();
+    if x.iter().fold(false, |a, v| a | v.is_nan()) {
+        grad.fill(f32::NAN);
+        return RowOut {
+            loss: f64::NAN,
+            ..Default::default()
+        };
+    }
     grad.fill(0.0);
     if c < 2 {
         return RowOut::default(); // one class: nothing to compete with
@@ -557,7 +564,8 @@ fn multilabel_soft_margin_row(
 /// `Σ_{j∈T} Σ_{i∉T} max(0, 1 - (x_j - x_i)) / C` with `T` the leading non-negative targets.
 ///
 /// One vectorised pass over the row per target: the gradient row holds each class's count of
-/// active pairs (exact in `f32`, at most `C · |T|` < 2^24 per class) until the end.
+/// active pairs until the end (exact in `f32` below 2^24 pairs a class: a class outside `T`
+/// has at most `|T| <= C` of them; a target listed `k` times, up to `k · C`).
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn multilabel_margin_row(x: &[f32], targets: &[i32], scale: f32, grad: &mut [f32]) -> RowOut {
     let c = x.len();

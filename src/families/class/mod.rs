@@ -65,7 +65,10 @@ pub enum ClassLoss {
     MultiMargin { p: u32, margin: f32 },
     /// Weston–Watkins: `Σ_{j≠y} max(0, x_j - x_y + margin)` (not divided by `C`).
     MulticlassSvm { margin: f32 },
-    /// Crammer–Singer: `max(0, margin + max_{j≠y} x_j - x_y)`. Optax `multiclass_hinge_loss`.
+    /// Crammer–Singer: `max(0, margin + max_{j≠y} x_j - x_y)`, the gradient `+1` at the first
+    /// maximum `j` and `-1` at `y` where the margin is violated. A competitor of `-inf` never
+    /// is one (a row whose others are all `-inf` costs 0); a NaN logit makes the row's loss
+    /// and gradient NaN, as Optax's `max` propagates it. Optax `multiclass_hinge_loss`.
     MulticlassHinge { margin: f32 },
     /// `Σ_c w_c bce_with_logits(x_c, t_c) / C`. PyTorch `F.multilabel_soft_margin_loss`.
     MultilabelSoftMargin,

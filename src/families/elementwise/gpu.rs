@@ -258,7 +258,14 @@ pub fn plan(
 
     // Words of four elements for the first len - len % 4 elements of each chunk; the rest
     // (at most 3, in the last chunk) in a one-workgroup dispatch of the same chunk's bindings.
-    let chunks = plan_chunks(launch, n, storage.dtype().size(), 4);
+    // Chunks are sized for the widest per-element binding: grad_output and the per-element
+    // losses are f32 beside 16-bit operands.
+    let widest = if k.grad_output || !reduced {
+        4
+    } else {
+        storage.dtype().size()
+    };
+    let chunks = plan_chunks(launch, n, widest, 4);
     let teams = launch.teams_per_group() as u64;
     let grad_scale = match spec.reduction {
         Reduction::Mean => 1.0 / n as f32,
@@ -505,7 +512,8 @@ impl ElementwisePlan {
         self.chunks.len()
     }
 
-    /// Workgroups of each chunk's dispatch.
+    /// Workgroups of each chunk's main dispatch (the one-workgroup dispatch of a last chunk
+    /// whose length is not a multiple of 4 is not listed).
     pub fn workgroups(&self) -> Vec<u32> {
         self.chunks.iter().map(|c| c.groups()).collect()
     }
