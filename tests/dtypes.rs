@@ -83,6 +83,16 @@ fn every_loss_in_f16_and_bf16_on_the_cpu_is_the_f32_oracle_rounded() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `call` on the GPU against the f32 oracle on the CPU (an error from the GPU is a failure).
+fn on_gpu(ctx: &Context, what: &str, call: &Call, dtype: DType) -> Result<(), String> {
+    let what = format!("{} {what} {:?}", call.loss, call.reduction);
+    let oracle = families::evaluate(&as_f32(call), Backend::Cpu).unwrap();
+    let out = families::evaluate(call, Backend::Gpu(ctx)).map_err(|e| format!("{what}: {e}"))?;
+    let loss = |e: &[f32]| Tolerance::gpu_against_cpu(e);
+    let grad = |e: &[f32]| Tolerance::gpu_against_cpu(e).rounded_to(dtype);
+    against_oracle(&what, &out, &oracle, dtype, loss, grad)
+}
+
 #[test]
 fn every_loss_in_f16_and_bf16_on_the_gpu_matches_the_f32_oracle() {
     let Some(auto) = gpu() else { return };
@@ -110,13 +120,9 @@ fn every_loss_in_f16_and_bf16_on_the_gpu_matches_the_f32_oracle() {
         (&packed, &[DType::F16]),
     ] {
         for &dtype in dtypes {
+            let what = ctx.storage(dtype).to_string();
             for call in calls(dtype) {
-                let what = format!("{} {} {:?}", call.loss, ctx.storage(dtype), call.reduction);
-                let oracle = families::evaluate(&as_f32(&call), Backend::Cpu).unwrap();
-                let out = families::evaluate(&call, Backend::Gpu(ctx)).unwrap();
-                let loss = |e: &[f32]| Tolerance::gpu_against_cpu(e);
-                let grad = |e: &[f32]| Tolerance::gpu_against_cpu(e).rounded_to(dtype);
-                failures.extend(against_oracle(&what, &out, &oracle, dtype, loss, grad).err());
+                failures.extend(on_gpu(ctx, &what, &call, dtype).err());
                 count += 1;
             }
         }
@@ -143,18 +149,7 @@ fn sixteen_bit_elementwise_losses_cut_into_chunks_keep_their_f32_outputs_in_boun
             .into_iter()
             .filter(|c| families::find(&c.loss).unwrap().0.name() == "elementwise");
         for call in elementwise {
-            let what = format!("chunked {} {dtype} {:?}", call.loss, call.reduction);
-            let oracle = families::evaluate(&as_f32(&call), Backend::Cpu).unwrap();
-            let out = match families::evaluate(&call, Backend::Gpu(&ctx)) {
-                Ok(out) => out,
-                Err(e) => {
-                    failures.push(format!("{what}: {e}"));
-                    continue;
-                }
-            };
-            let loss = |e: &[f32]| Tolerance::gpu_against_cpu(e);
-            let grad = |e: &[f32]| Tolerance::gpu_against_cpu(e).rounded_to(dtype);
-            failures.extend(against_oracle(&what, &out, &oracle, dtype, loss, grad).err());
+            failures.extend(on_gpu(&ctx, &format!("chunked {dtype}"), &call, dtype).err());
             count += 1;
         }
     }
