@@ -45,7 +45,8 @@
 //!    calls on named operands, and seeded samples for `wgloss check` and `wgloss bench`).
 //! 2. In this file: `pub mod <family>;`, one variant of [`KernelKey`] (and its arm in
 //!    `kernel_dispatch!`), one entry in [`FAMILIES`].
-//! 3. Re-export its public types in `src/lib.rs`; its shaders in the naga test's list.
+//! 3. Re-export its public types in `src/lib.rs`. The naga test (`tests/shaders.rs`) finds its
+//!    kernel variants through [`Family::kernels`].
 //!
 //! Nothing in `src/gpu/`, `src/context.rs`, `src/error.rs` (every operand LOSSES.md names
 //! is already an [`Operand`]) or the tool changes: `wgloss eval`, `check` and `bench` find
