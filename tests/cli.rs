@@ -241,23 +241,6 @@ fn eval_golden_with_grads_dir(
     failures
 }
 
-fn reference(case: &common::Case, key: &str) -> Tolerance {
-    Tolerance::against_reference(&case.expected[key].data)
-}
-
-/// dtype.json's tolerances (as tests/golden.rs uses them).
-fn dtype_tolerance(case: &common::Case, key: &str) -> Tolerance {
-    let t = case.tolerance.as_ref().unwrap();
-    if key == "loss" {
-        return Tolerance::new(t.loss_rtol, 1e-6);
-    }
-    let rounding = match case.expected_rounding.as_deref() {
-        Some("bf16") => wgloss::DType::Bf16,
-        _ => wgloss::DType::F16,
-    };
-    Tolerance::new(t.grad_rtol, rounding.subnormal_step())
-}
-
 #[test]
 fn eval_writes_every_gradient_of_the_masked_and_16_bit_cases_on_both_backends() {
     let mut failures = Vec::new();
@@ -270,12 +253,12 @@ fn eval_writes_every_gradient_of_the_masked_and_16_bit_cases_on_both_backends() 
         failures.extend(eval_golden_with_grads_dir(
             "masked.json",
             backend,
-            reference,
+            common::Case::reference_tolerance,
         ));
         failures.extend(eval_golden_with_grads_dir(
             "dtype.json",
             backend,
-            dtype_tolerance,
+            common::Case::dtype_tolerance,
         ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

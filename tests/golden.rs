@@ -218,18 +218,12 @@ fn assert_none(what: &str, failures: Vec<String>) {
     );
 }
 
-/// Masked entries (LOSSES.md): logits of -inf, zero coefficients against infinite factors,
-/// the limits where PyTorch gives NaN.
-fn masked_tolerance(case: &Case, key: &str) -> Tolerance {
-    Tolerance::against_reference(&case.expected[key].data)
-}
-
 #[test]
 fn masked_entries_give_their_limits_on_the_cpu() {
     use wgloss::families::Backend;
     assert_none(
         "masked.json on the CPU",
-        run_registry("masked.json", 76, Backend::Cpu, masked_tolerance),
+        run_registry("masked.json", 76, Backend::Cpu, Case::reference_tolerance),
     );
 }
 
@@ -239,26 +233,13 @@ fn masked_entries_give_their_limits_on_the_gpu() {
     let Some(ctx) = gpu() else { return };
     assert_none(
         &format!("masked.json on {}", ctx.adapter().summary()),
-        run_registry("masked.json", 76, Backend::Gpu(&ctx), masked_tolerance),
+        run_registry(
+            "masked.json",
+            76,
+            Backend::Gpu(&ctx),
+            Case::reference_tolerance,
+        ),
     );
-}
-
-/// dtype.json's own tolerances: the loss (f32) relative; each gradient, rounded to the case's
-/// type as the library writes it, within one unit in the last place (relative, and the type's
-/// subnormal step near zero).
-fn dtype_tolerance(case: &Case, key: &str) -> Tolerance {
-    let t = case
-        .tolerance
-        .as_ref()
-        .expect("dtype.json cases carry tolerances");
-    if key == "loss" {
-        return Tolerance::new(t.loss_rtol, 1e-6);
-    }
-    let rounding = match case.expected_rounding.as_deref() {
-        Some("bf16") => wgloss::DType::Bf16,
-        _ => wgloss::DType::F16,
-    };
-    Tolerance::new(t.grad_rtol, rounding.subnormal_step())
 }
 
 #[test]
@@ -266,7 +247,7 @@ fn f16_and_bf16_cases_match_on_the_cpu() {
     use wgloss::families::Backend;
     assert_none(
         "dtype.json on the CPU",
-        run_registry("dtype.json", 92, Backend::Cpu, dtype_tolerance),
+        run_registry("dtype.json", 92, Backend::Cpu, Case::dtype_tolerance),
     );
 }
 
@@ -276,7 +257,7 @@ fn f16_and_bf16_cases_match_on_the_gpu_with_native_and_packed_f16() {
     let Some(ctx) = gpu() else { return };
     assert_none(
         &format!("dtype.json on {}", ctx.adapter().summary()),
-        run_registry("dtype.json", 92, Backend::Gpu(&ctx), dtype_tolerance),
+        run_registry("dtype.json", 92, Backend::Gpu(&ctx), Case::dtype_tolerance),
     );
     // f16 in u32 words (as on a device without SHADER_F16), and WGSL f16 where the adapter
     // has it.
@@ -296,7 +277,12 @@ fn f16_and_bf16_cases_match_on_the_gpu_with_native_and_packed_f16() {
         assert_eq!(other.storage(wgloss::DType::F16), storage);
         assert_none(
             &format!("dtype.json with f16 {storage}"),
-            run_registry("dtype.json", 92, Backend::Gpu(&other), dtype_tolerance),
+            run_registry(
+                "dtype.json",
+                92,
+                Backend::Gpu(&other),
+                Case::dtype_tolerance,
+            ),
         );
     }
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::gpu;
 use wgloss::compare::Tolerance;
+use wgloss::gpu::HostOperands;
 use wgloss::{
     cpu, ClassLoss, ClassOperands, ClassSpec, ClassTarget, Context, ElementwiseLoss,
     ElementwiseSpec, Operands, Reduction,
@@ -19,47 +20,37 @@ fn close(what: &str, actual: &[f32], expected: &[f32]) {
         .unwrap_or_else(|m| panic!("{what}: {m}"));
 }
 
-fn class(
-    ctx: &Option<Context>,
-    spec: &ClassSpec,
-    ops: &ClassOperands,
-    loss: f32,
-    grad: &[f32],
-    what: &str,
-) {
-    let mut outs = vec![("cpu", cpu::compute(spec, ops).unwrap())];
-    if let Some(ctx) = ctx {
-        outs.push(("gpu", ctx.compute(spec, ops).unwrap()));
-    }
-    for (backend, out) in outs {
-        close(
-            &format!("{what} loss on the {backend}"),
-            out.value.as_slice(),
-            &[loss],
-        );
-        close(&format!("{what} grad on the {backend}"), &out.grad, grad);
+/// The loss and the gradient of an output, whatever its family.
+trait LossAndGrad {
+    fn loss_and_grad(&self) -> (&[f32], &[f32]);
+}
+
+impl LossAndGrad for wgloss::LossOutput {
+    fn loss_and_grad(&self) -> (&[f32], &[f32]) {
+        (self.value.as_slice(), &self.grad)
     }
 }
 
-fn elementwise(
-    ctx: &Option<Context>,
-    spec: &ElementwiseSpec,
-    ops: &Operands,
-    loss: f32,
-    grad: &[f32],
-    what: &str,
-) {
+impl LossAndGrad for wgloss::ClassOutput {
+    fn loss_and_grad(&self) -> (&[f32], &[f32]) {
+        (self.value.as_slice(), &self.grad)
+    }
+}
+
+/// `ops` on the CPU and (with an adapter) the GPU: the loss and the gradient expected.
+fn both<O>(ctx: &Option<Context>, spec: &O::Spec, ops: &O, loss: f32, grad: &[f32], what: &str)
+where
+    O: HostOperands,
+    O::Output: LossAndGrad,
+{
     let mut outs = vec![("cpu", cpu::compute(spec, ops).unwrap())];
     if let Some(ctx) = ctx {
         outs.push(("gpu", ctx.compute(spec, ops).unwrap()));
     }
     for (backend, out) in outs {
-        close(
-            &format!("{what} loss on the {backend}"),
-            out.value.as_slice(),
-            &[loss],
-        );
-        close(&format!("{what} grad on the {backend}"), &out.grad, grad);
+        let (value, g) = out.loss_and_grad();
+        close(&format!("{what} loss on the {backend}"), value, &[loss]);
+        close(&format!("{what} grad on the {backend}"), g, grad);
     }
 }
 
@@ -72,7 +63,7 @@ fn the_six_masked_cases_a_user_found() {
     let x = [NEG_INF, 0.0, 0.0];
     let spec = ClassSpec::new(ce());
     let ops = ClassOperands::new(&x, 3, ClassTarget::Indices(&[1]));
-    class(
+    both(
         &ctx,
         &spec,
         &ops,
@@ -84,20 +75,20 @@ fn the_six_masked_cases_a_user_found() {
     // cross_entropy, logits [[-inf, 0]], probability target [[0, 1]]: 0, grad [0, 0].
     let x = [NEG_INF, 0.0];
     let ops = ClassOperands::new(&x, 2, ClassTarget::Values(&[0.0, 1.0]));
-    class(&ctx, &spec, &ops, 0.0, &[0.0, 0.0], "masked probability");
+    both(&ctx, &spec, &ops, 0.0, &[0.0, 0.0], "masked probability");
 
     // kl_div, input [[0, -inf]], target [[1, 0]], sum: 0, grad [-1, 0].
     let x = [0.0, NEG_INF];
     let spec =
         ClassSpec::new(ClassLoss::KlDiv { log_target: false }).with_reduction(Reduction::Sum);
     let ops = ClassOperands::new(&x, 2, ClassTarget::Values(&[1.0, 0.0]));
-    class(&ctx, &spec, &ops, 0.0, &[-1.0, 0.0], "kl_div at 0 log 0");
+    both(&ctx, &spec, &ops, 0.0, &[-1.0, 0.0], "kl_div at 0 log 0");
 
     // bce_with_logits, input [+inf, 1], target [1, 0], mean: softplus(1) / 2.
     let bce = ElementwiseSpec::new(ElementwiseLoss::BceWithLogits);
     let (x, y) = ([f32::INFINITY, 1.0], [1.0, 0.0]);
     let sigmoid_1 = 1.0 / (1.0 + (-1.0f32).exp());
-    elementwise(
+    both(
         &ctx,
         &bce,
         &Operands::new(&x).target(&y),
@@ -108,7 +99,7 @@ fn the_six_masked_cases_a_user_found() {
 
     // bce_with_logits, input [-inf], target [0]: 0, grad 0.
     let (x, y) = ([NEG_INF], [0.0]);
-    elementwise(
+    both(
         &ctx,
         &bce,
         &Operands::new(&x).target(&y),

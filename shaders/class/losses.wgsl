@@ -366,18 +366,8 @@ fn hinge_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
 
 // ---- multilabel_soft_margin: Σ_c w_c bce_with_logits(x_c, t_c) / C ------------------------
 
-fn bce_logits_term(x: f32, t: f32) -> vec2<f32> {
-    // t softplus(-x) + (1 - t) softplus(x), and its derivative σ(x) - t. At x = ±inf the
-    // vanishing side's coefficient is 0: it contributes 0, not 0 · inf.
-    let q = exp_neg_parts(abs(x));
-    let pos = x >= 0.0;
-    let sig = select(q.e * q.r, q.r, pos);
-    let value = mul_masked(t, relu_f(-x) + q.l) + mul_masked(1.0 - t, relu_f(x) + q.l);
-    return vec2<f32>(value, sig - t);
-}
-
 fn soft_stats_add(s: SumStats, c: u32, x: f32, t: f32, w: f32, info: RowInfo) -> SumStats {
-    return SumStats(s.total + mul_masked(w, bce_logits_term(x, t).x));
+    return SumStats(s.total + mul_masked(w, bce_with_logits_parts(x, t, 1.0).x));
 }
 
 fn soft_row_finish(s: SumStats, info: RowInfo, base: u32) -> RowResult {
@@ -385,7 +375,7 @@ fn soft_row_finish(s: SumStats, info: RowInfo, base: u32) -> RowResult {
 }
 
 fn soft_elem_grad(r: RowResult, c: u32, x: f32, t: f32, w: f32) -> f32 {
-    return w * bce_logits_term(x, t).y / f32(params.cols);
+    return w * bce_with_logits_parts(x, t, 1.0).y / f32(params.cols);
 }
 
 // ---- multilabel_margin: Σ_{j∈T} Σ_{i∉T} max(0, 1 - (x_j - x_i)) / C, T the row's leading

@@ -112,6 +112,23 @@ fn exp_neg_parts(a: f32) -> ExpNegParts {
     return ExpNegParts(e, 1.0 / (1.0 + e), ln_1p_unit_f(e));
 }
 
+// bce_with_logits of one element and its derivative in x, (value, grad), `pw` the positive
+// weight: pw y softplus(-x) + (1 - y) softplus(x), accurate in both tails (the elementwise
+// loss and multilabel_soft_margin's terms; the twin of `losses::bce_with_logits` on the CPU).
+// With a = |x|, e = exp(-a), l = ln(1 + e) and r = 1 / (1 + e): softplus(±x) is l or a + l and
+// σ(±x) is r or e r, so the loss is (pw y + 1 - y) l + a (1 - y or pw y) and its derivative
+// r (1 - y - pw y e, or (1 - y) e - pw y). At x = ±inf the vanishing side's coefficient is 0
+// against a = inf: mul_masked.
+fn bce_with_logits_parts(x: f32, y: f32, pw: f32) -> vec2<f32> {
+    let a = abs(x);
+    let q = exp_neg_parts(a);
+    let py = pw * y;
+    let ny = 1.0 - y;
+    let pos = x >= 0.0;
+    let value = (py + ny) * q.l + mul_masked(select(py, ny, pos), a);
+    return vec2<f32>(value, q.r * select(ny * q.e - py, ny - py * q.e, pos));
+}
+
 // ln(1 + t), accurate near 0: for |t| <= 1/4 the series 2 atanh(s), s = t / (2 + t), which
 // has no cancellation (the classic ln(1 + t) t / ((1 + t) - 1) is defeated by compilers that
 // fold (1 + t) - 1 into t, as lavapipe's does); otherwise ln(1 + t).

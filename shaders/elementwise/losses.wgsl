@@ -143,18 +143,8 @@ fn bce_terms(x: f32, y: f32, a: f32, o: vec4<f32>) -> Terms {
 }
 
 fn bce_with_logits_terms(x: f32, y: f32, pos_weight: f32, o: vec4<f32>) -> Terms {
-    // pw y softplus(-x) + (1 - y) softplus(x), accurate in both tails. With a = |x|,
-    // e = exp(-a), l = ln(1 + e) and r = 1 / (1 + e): softplus(±x) is l or a + l and σ(±x) is
-    // r or e r, so the loss is (pw y + 1 - y) l + a (1 - y or pw y) and its derivative
-    // r (1 - y - pw y e, or (1 - y) e - pw y). At x = ±inf the vanishing side's coefficient
-    // is 0 against a = inf: mul_masked.
-    let a = abs(x);
-    let q = exp_neg_parts(a);
-    let py = pos_weight * y;
-    let ny = 1.0 - y;
-    let pos = x >= 0.0;
-    let value = (py + ny) * q.l + mul_masked(select(py, ny, pos), a);
-    return terms(value, q.r * select(ny * q.e - py, ny - py * q.e, pos));
+    let v = bce_with_logits_parts(x, y, pos_weight);
+    return terms(v.x, v.y);
 }
 
 // LOSS_FLAGS bit 0: gamma == 2 (a square); bit 1: gamma == 0; neither: the general power.

@@ -4,9 +4,10 @@
 //! It is the oracle every GPU result is checked against, and a fast path in its own right:
 //! the per-element math is written branch-free so that it compiles to SIMD code (AVX-512 or
 //! AVX2 where the CPU has it, chosen at run time). Each family's CPU path lives in its folder
-//! ([`crate::families`]); this module holds what they share ([`math`]) and the entry points.
+//! ([`crate::families`]); this module holds what they share ([`math`], [`tile`]) and the entry points.
 
 pub mod math;
+pub mod tile;
 
 use crate::error::Result;
 use crate::gpu::HostOperands;

@@ -476,6 +476,19 @@ macro_rules! typed {
 }
 pub(crate) use typed;
 
+/// `name(key=value, ...)`, or `name` alone without options: how a loss displays itself.
+pub(crate) fn write_with_options(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    options: &[(&'static str, String)],
+) -> std::fmt::Result {
+    if options.is_empty() {
+        return f.write_str(name);
+    }
+    let set: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    write!(f, "{name}({})", set.join(", "))
+}
+
 /// A float tensor's values as `T`: borrowed when it holds `T`, converted (nearest, ties to
 /// even) from another float type; `None` for integers.
 pub(crate) fn floats<T: Element>(t: &HostTensor) -> Option<Cow<'_, [T]>> {

@@ -94,6 +94,30 @@ pub fn load_golden(file: &str) -> GoldenFile {
 }
 
 impl Case {
+    /// Tolerance against a reference computed in f64 (masked entries: the limits where PyTorch
+    /// gives NaN).
+    pub fn reference_tolerance(&self, key: &str) -> wgloss::compare::Tolerance {
+        wgloss::compare::Tolerance::against_reference(&self.expected[key].data)
+    }
+
+    /// dtype.json's own tolerances: the loss (f32) relative; each gradient, rounded to the
+    /// case's type as the library writes it, within one unit in the last place (relative,
+    /// and the type's subnormal step near zero).
+    pub fn dtype_tolerance(&self, key: &str) -> wgloss::compare::Tolerance {
+        let t = self
+            .tolerance
+            .as_ref()
+            .expect("dtype.json cases carry tolerances");
+        if key == "loss" {
+            return wgloss::compare::Tolerance::new(t.loss_rtol, 1e-6);
+        }
+        let rounding = match self.expected_rounding.as_deref() {
+            Some("bf16") => wgloss::DType::Bf16,
+            _ => wgloss::DType::F16,
+        };
+        wgloss::compare::Tolerance::new(t.grad_rtol, rounding.subnormal_step())
+    }
+
     /// The spec this case describes, built through the same option parser the CLI uses.
     pub fn elementwise_spec(&self) -> ElementwiseSpec {
         let mut loss = ElementwiseLoss::from_name(&self.loss).expect("known loss");

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::{ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind};
 use crate::cpu::math::{exp, ln, mul_masked, tanh};
+use crate::cpu::tile::{lane_sum, Tile, LANES, TILE};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Operand, Result};
 use crate::output::{ClassOutput, LossValue};
@@ -41,22 +42,6 @@ struct RowOut {
     lse: f32,
     /// Cross-entropy with index targets: the first argmax is the target.
     correct: bool,
-}
-
-/// Lanes for sums: separate accumulators, so that the loops vectorise without reordering
-/// any single sum. (32 lanes, four independent AVX-512 additions a step, measured no faster.)
-const LANES: usize = 8;
-
-fn lane_sum(values: &[f32]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let mut chunks = values.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            acc[l] += c[l] as f64;
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
-    acc.iter().sum::<f64>() + tail
 }
 
 /// `Σ w (z - shift)` (`w` = 1 when absent), in lanes; a weight of 0 adds 0 even where
@@ -315,32 +300,6 @@ fn nll_row(
     RowOut {
         loss: -mul_masked(w_y, x[y as usize]) as f64,
         ..Default::default()
-    }
-}
-
-/// Elements per tile of the elementwise row loops: the tile's temporaries stay in L1.
-const TILE: usize = 128;
-
-/// A tile's temporary, aligned to the cache line.
-#[repr(C, align(64))]
-struct Tile([f32; TILE]);
-
-impl Tile {
-    fn new() -> Self {
-        Tile([0.0; TILE])
-    }
-
-    /// Adds the first `m` values into `acc`, lane by lane (the padding zeroed first), so that
-    /// the loop vectorises without reordering any one lane's sum.
-    #[inline(always)]
-    fn add_to(&mut self, acc: &mut [f64; LANES], m: usize) {
-        let padded = m.next_multiple_of(LANES);
-        self.0[m..padded].fill(0.0);
-        for group in self.0[..padded].chunks_exact(LANES) {
-            for l in 0..LANES {
-                acc[l] += group[l] as f64;
-            }
-        }
     }
 }
 

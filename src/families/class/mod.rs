@@ -390,46 +390,13 @@ impl std::fmt::Display for ClassLoss {
     /// The name and its options as `--set` spells them (cross-entropy: those not at their
     /// defaults).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClassLoss::CrossEntropy {
-                ignore_index,
-                label_smoothing,
-                zero_when_all_ignored,
-                z_loss,
-                softcap,
-            } => {
-                // The options that differ from the defaults.
-                let mut set = Vec::new();
-                if *ignore_index != -100 {
-                    set.push(format!("ignore_index={ignore_index}"));
-                }
-                if *label_smoothing != 0.0 {
-                    set.push(format!("label_smoothing={label_smoothing}"));
-                }
-                if *zero_when_all_ignored {
-                    set.push("zero_when_all_ignored=true".into());
-                }
-                if *z_loss != 0.0 {
-                    set.push(format!("z_loss={z_loss}"));
-                }
-                if *softcap != 0.0 {
-                    set.push(format!("softcap={softcap}"));
-                }
-                if set.is_empty() {
-                    f.write_str("cross_entropy")
-                } else {
-                    write!(f, "cross_entropy({})", set.join(", "))
-                }
-            }
-            ClassLoss::Nll { ignore_index } => write!(f, "nll(ignore_index={ignore_index})"),
-            ClassLoss::KlDiv { log_target } => write!(f, "kl_div(log_target={log_target})"),
-            ClassLoss::MultiMargin { p, margin } => {
-                write!(f, "multi_margin(p={p}, margin={margin})")
-            }
-            ClassLoss::MulticlassSvm { margin } => write!(f, "multiclass_svm(margin={margin})"),
-            ClassLoss::MulticlassHinge { margin } => write!(f, "multiclass_hinge(margin={margin})"),
-            other => f.write_str(other.name()),
+        let mut options = self.options();
+        if let ClassLoss::CrossEntropy { .. } = self {
+            // Five options: only those that differ from the defaults.
+            let defaults = ClassLoss::from_name("cross_entropy").map(|d| d.options());
+            options.retain(|o| !defaults.as_ref().is_ok_and(|d| d.contains(o)));
         }
+        crate::families::write_with_options(f, self.name(), &options)
     }
 }
 

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::losses::{self, Terms};
 use super::{ElementwiseLoss, ElementwiseSpec, Operands};
+use crate::cpu::tile::{Tile, LANES, TILE};
 use crate::dtype::{f32_view, DType, Element};
 use crate::error::{Error, Operand, Result};
 use crate::output::{LossOutput, LossValue};
@@ -17,8 +18,6 @@ use crate::reduction::Reduction;
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
 const BLOCK: usize = 1 << 15;
-/// SIMD lanes per step; the per-loss math is inlined into a loop over these.
-const LANES: usize = 8;
 
 /// Where the CPU path writes its results (each optional; a `None` is not computed or kept):
 /// gradients in the operands' type `T`, losses in `f32`.
@@ -442,14 +441,7 @@ fn store_scaled(dst: &mut [f32], src: &[f32], per_element: Option<&[f32]>, facto
     }
 }
 
-/// Elements per tile: the loop's temporaries (a few KiB) stay in L1.
-const TILE: usize = 128;
 static ONES: [f32; TILE] = [1.0; TILE];
-
-/// A tile's temporary, aligned to the cache line: vector loads and stores of a temporary that
-/// straddled cache lines were measured to cost a third more time on `mse`.
-#[repr(C, align(64))]
-struct Scratch([f32; TILE]);
 
 /// The hot loop, compiled once per loss and per instruction set (AVX2+FMA where the CPU has
 /// it, chosen at run time). Each tile runs as a few straight loops over equal-length slices,
@@ -460,10 +452,10 @@ struct Scratch([f32; TILE]);
 fn block_kernel<F: TermsFn>(f: &F, inp: BlockIn, mut out: BlockOut<f32>) -> f64 {
     let len = inp.x.len();
     let mut acc = [0.0f64; LANES];
-    let mut value = Scratch([0.0; TILE]);
-    let mut grad = Scratch([0.0; TILE]);
-    let mut grad_aux = Scratch([0.0; TILE]);
-    let mut side = Scratch([0.0; TILE]);
+    let mut value = Tile::new();
+    let mut grad = Tile::new();
+    let mut grad_aux = Tile::new();
+    let mut side = Tile::new();
     // A first, shorter tile brings the main output to a 64-byte boundary: a vector store that
     // straddles two cache lines costs twice, and the output streams to memory.
     let first_output = [out.grad_input.as_deref(), out.loss.as_deref()]
@@ -523,14 +515,7 @@ fn block_kernel<F: TermsFn>(f: &F, inp: BlockIn, mut out: BlockOut<f32>) -> f64 
         match out.loss.as_deref_mut() {
             Some(loss) => loss[range].copy_from_slice(v),
             None => {
-                // Zero the padding so that whole groups of LANES can be added.
-                let padded = m.next_multiple_of(LANES);
-                value.0[m..padded].fill(0.0);
-                for group in value.0[..padded].chunks_exact(LANES) {
-                    for l in 0..LANES {
-                        acc[l] += group[l] as f64;
-                    }
-                }
+                value.add_to(&mut acc, m);
             }
         }
         start += m;

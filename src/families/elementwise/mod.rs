@@ -521,31 +521,7 @@ impl ElementwiseLoss {
 impl std::fmt::Display for ElementwiseLoss {
     /// The name and the option values, as `--set` spells them: `huber(delta=0.25)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let p = self.params();
-        let b = |v: f32| v != 0.0;
-        match self {
-            ElementwiseLoss::Huber { .. } => write!(f, "huber(delta={})", p[0]),
-            ElementwiseLoss::SmoothL1 { .. } => write!(f, "smooth_l1(beta={})", p[0]),
-            ElementwiseLoss::Cauchy { .. } => write!(f, "cauchy(scale={})", p[0]),
-            ElementwiseLoss::PoissonNll { .. } => write!(
-                f,
-                "poisson_nll(log_input={}, full={}, eps={})",
-                b(p[0]),
-                b(p[1]),
-                p[2]
-            ),
-            ElementwiseLoss::GaussianNll { .. } => {
-                write!(f, "gaussian_nll(full={}, eps={})", b(p[0]), p[1])
-            }
-            ElementwiseLoss::SigmoidFocal { .. } => {
-                write!(f, "sigmoid_focal(alpha={}, gamma={})", p[0], p[1])
-            }
-            ElementwiseLoss::Hinge { .. } => write!(f, "hinge(margin={})", p[0]),
-            ElementwiseLoss::SquaredHinge { .. } => write!(f, "squared_hinge(margin={})", p[0]),
-            ElementwiseLoss::L1Penalty { .. } => write!(f, "l1_penalty(lambda={})", p[0]),
-            ElementwiseLoss::L2Penalty { .. } => write!(f, "l2_penalty(lambda={})", p[0]),
-            other => f.write_str(other.name()),
-        }
+        crate::families::write_with_options(f, self.name(), &self.options())
     }
 }
 
