@@ -42,7 +42,9 @@
 //!    gives it [`crate::Context::compute`], `compute_async` and [`crate::cpu::compute`]), a
 //!    planner producing a [`crate::gpu::PlanSpec`], its kernel enum implementing
 //!    [`crate::gpu::kernel::KernelSource`], and a value implementing [`Family`] (dynamic
-//!    calls on named operands, and seeded samples for `wgloss check` and `wgloss bench`).
+//!    calls on named operands, and seeded samples for `wgloss check` and `wgloss bench`;
+//!    a [`TypedCall`] and `typed_family_methods!` give it `cpu`, `prepare_gpu`,
+//!    `gpu_output` and `samples`).
 //! 2. In this file: `pub mod <family>;`, one variant of [`KernelKey`] (and its arm in
 //!    `kernel_dispatch!`), one entry in [`FAMILIES`].
 //! 3. Re-export its public types in `src/lib.rs`. The naga test (`tests/shaders.rs`) finds its
@@ -475,6 +477,36 @@ macro_rules! typed {
     };
 }
 pub(crate) use typed;
+
+/// The [`Family`] methods that only make the call typed (`$typed`, a [`TypedCall`]) and run
+/// it: `cpu`, `prepare_gpu`, `gpu_output`; and `samples` from the family's `sample` module.
+macro_rules! typed_family_methods {
+    ($typed:ident) => {
+        fn cpu(&self, call: &Call) -> Result<CallOutput> {
+            typed!(call, $typed, |t| t.run_cpu())
+        }
+
+        fn prepare_gpu(&self, call: &Call, ctx: &Context) -> Result<PreparedCall> {
+            typed!(call, $typed, |t| t.prepare_gpu(ctx))
+        }
+
+        fn gpu_output(&self, call: &Call, read: ReadBack) -> Result<CallOutput> {
+            typed!(call, $typed, |t| t.gpu_output(read))
+        }
+
+        #[cfg(feature = "sample")]
+        fn samples(
+            &self,
+            info: &LossInfo,
+            size: &crate::families::SampleSize,
+            seed: u64,
+            bench: bool,
+        ) -> Vec<Call> {
+            super::sample::calls(info, size, seed, bench)
+        }
+    };
+}
+pub(crate) use typed_family_methods;
 
 /// `name(key=value, ...)`, or `name` alone without options: how a loss displays itself.
 pub(crate) fn write_with_options(

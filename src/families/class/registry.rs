@@ -413,13 +413,7 @@ impl Family for ClassFamily {
         LOSSES
     }
 
-    fn cpu(&self, call: &Call) -> Result<CallOutput> {
-        typed!(call, ClassCall, |t| t.run_cpu())
-    }
-
-    fn prepare_gpu(&self, call: &Call, ctx: &Context) -> Result<PreparedCall> {
-        typed!(call, ClassCall, |t| t.prepare_gpu(ctx))
-    }
+    crate::families::typed_family_methods!(ClassCall);
 
     fn kernels(&self) -> Vec<crate::families::KernelKey> {
         gpu::kernel_variants()
@@ -449,21 +443,6 @@ impl Family for ClassFamily {
             layout.grad_output = host.grad_output;
             Ok(gpu::traffic_bytes(&t.spec, &layout))
         })
-    }
-
-    fn gpu_output(&self, call: &Call, read: ReadBack) -> Result<CallOutput> {
-        typed!(call, ClassCall, |t| t.gpu_output(read))
-    }
-
-    #[cfg(feature = "sample")]
-    fn samples(
-        &self,
-        info: &LossInfo,
-        size: &crate::families::SampleSize,
-        seed: u64,
-        bench: bool,
-    ) -> Vec<Call> {
-        super::sample::calls(info, size, seed, bench)
     }
 }
 

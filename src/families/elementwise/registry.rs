@@ -324,13 +324,7 @@ impl Family for ElementwiseFamily {
         LOSSES
     }
 
-    fn cpu(&self, call: &Call) -> Result<CallOutput> {
-        typed!(call, ElementwiseCall, |t| t.run_cpu())
-    }
-
-    fn prepare_gpu(&self, call: &Call, ctx: &Context) -> Result<PreparedCall> {
-        typed!(call, ElementwiseCall, |t| t.prepare_gpu(ctx))
-    }
+    crate::families::typed_family_methods!(ElementwiseCall);
 
     fn kernels(&self) -> Vec<crate::families::KernelKey> {
         gpu::kernel_variants()
@@ -350,21 +344,6 @@ impl Family for ElementwiseFamily {
             let layout = t.operands().validate(&t.spec)?;
             Ok(layout.traffic_bytes(&t.spec))
         })
-    }
-
-    fn gpu_output(&self, call: &Call, read: ReadBack) -> Result<CallOutput> {
-        typed!(call, ElementwiseCall, |t| t.gpu_output(read))
-    }
-
-    #[cfg(feature = "sample")]
-    fn samples(
-        &self,
-        info: &LossInfo,
-        size: &crate::families::SampleSize,
-        seed: u64,
-        bench: bool,
-    ) -> Vec<Call> {
-        super::sample::calls(info, size, seed, bench)
     }
 }
 
