@@ -43,7 +43,7 @@
 //!    planner producing a [`crate::gpu::PlanSpec`], its kernel enum implementing
 //!    [`crate::gpu::kernel::KernelSource`], and a value implementing [`Family`] (dynamic
 //!    calls on named operands, and seeded samples for `wgloss check` and `wgloss bench`;
-//!    a [`TypedCall`] and `typed_family_methods!` give it `cpu`, `prepare_gpu`,
+//!    a `TypedCall` and `typed_family_methods!` give it `cpu`, `prepare_gpu`,
 //!    `gpu_output` and `samples`).
 //! 2. In this file: `pub mod <family>;`, one variant of [`KernelKey`] (and its arm in
 //!    `kernel_dispatch!`), one entry in [`FAMILIES`].
