@@ -50,8 +50,17 @@ fn pipeline_keys(kernel: KernelKey) -> Vec<PipelineKey> {
                 } else {
                     1
                 },
+                inputs_writable: false,
             });
         }
+    }
+    // Inputs declared writable (buffers shared with outputs, an engine's memory pool): the
+    // same kernels with every storage binding read_write, in one storage type.
+    if let Some(first) = keys.first().copied() {
+        keys.push(PipelineKey {
+            inputs_writable: true,
+            ..first
+        });
     }
     keys
 }
@@ -158,7 +167,7 @@ fn reflect(label: &str, module: &naga::Module, key: &PipelineKey) -> Result<(), 
             naga::AddressSpace::Storage { access } => access.contains(naga::StorageAccess::STORE),
             other => return err(format!("{} is in {other:?}", decl.name)),
         };
-        if writable != (decl.access == Access::ReadWrite) {
+        if writable != (decl.access == Access::ReadWrite || key.inputs_writable) {
             return err(format!(
                 "{}: writable {writable} in WGSL, {:?} in Rust",
                 decl.name, decl.access
@@ -196,7 +205,7 @@ fn reflect(label: &str, module: &naga::Module, key: &PipelineKey) -> Result<(), 
         ));
     }
     // The bind group layout wgloss builds says the same.
-    let entries = layout_entries(kernel);
+    let entries = layout_entries(kernel, key.inputs_writable);
     if entries.len() != present.len() + 1 {
         return err("the bind group layout does not match the declaration".into());
     }

@@ -55,7 +55,10 @@
 //! the new losses, their operands (`--anchor FILE` ...) and options through [`FAMILIES`].
 
 pub mod class;
+pub mod device;
 pub mod elementwise;
+
+pub use device::{DeviceCall, DevicePlan, ElemType, TensorDesc};
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -377,6 +380,20 @@ pub trait Family: Sync {
     /// # Errors
     /// A flag the kernels raised (a class index out of range).
     fn gpu_output(&self, call: &Call, read: ReadBack) -> Result<CallOutput>;
+
+    /// Plans `call` on `ctx` for buffers the caller owns (an engine's tensors): checks the
+    /// operands' shapes and types against the loss, prepares its pipelines and scratch, and
+    /// says which outputs the caller allocates. Bind the caller's buffers with
+    /// [`crate::LossPlan::bind`] and record the result.
+    ///
+    /// # Errors
+    /// As [`Family::cpu`] (shapes, types, options), and GPU errors.
+    fn plan_device(&self, call: &DeviceCall, ctx: &Context) -> Result<DevicePlan>;
+
+    /// The error that the status words of a device call's plan report
+    /// ([`crate::LossPlan::status_buffer`], read after the work), if any: a class index out
+    /// of range.
+    fn status_error(&self, call: &DeviceCall, status: &[u32]) -> Option<Error>;
 
     /// Every kernel variant worth compiling: what `tests/shaders.rs` composes, validates and
     /// translates for every backend, storage type and reduction.

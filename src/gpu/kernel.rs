@@ -198,6 +198,7 @@ pub fn binding_wgsl(
     all: &[BindingDecl],
     storage: Storage,
     words_of_four: bool,
+    inputs_writable: bool,
 ) -> String {
     let mut s = String::with_capacity(4096);
     s.push_str("// ---- bindings (generated from the kernel's declaration in Rust) ----\n");
@@ -222,7 +223,11 @@ pub fn binding_wgsl(
         };
         let writable = b.access == Access::ReadWrite;
         if b.present {
-            let access = if writable { "read_write" } else { "read" };
+            let access = if writable || inputs_writable {
+                "read_write"
+            } else {
+                "read"
+            };
             s.push_str(&format!(
                 "@group(0) @binding({number}) var<storage, {access}> {n}: array<{elem_ty}>;\n"
             ));

@@ -42,6 +42,8 @@ pub struct PipelineKey {
     pub reduce: ReduceStrategy,
     /// Lanes of a team: the adapter's smallest subgroup size (1 for the shared tree).
     pub team_lanes: u32,
+    /// Every storage binding declared `read_write` ([`crate::gpu::PlanSpec::inputs_writable`]).
+    pub inputs_writable: bool,
 }
 
 impl PipelineKey {
@@ -86,6 +88,7 @@ pub fn compose(key: &PipelineKey, extra: Option<&str>) -> String {
         &kernel.bindings(),
         key.storage,
         four,
+        key.inputs_writable,
     ));
     for part in kernel.sources() {
         src.push('\n');
@@ -102,7 +105,10 @@ pub fn compose(key: &PipelineKey, extra: Option<&str>) -> String {
 }
 
 /// The bind group layout entries of a kernel: the uniform at 0, then every present binding.
-pub fn layout_entries(kernel: &KernelKey) -> Vec<wgpu::BindGroupLayoutEntry> {
+pub fn layout_entries(
+    kernel: &KernelKey,
+    inputs_writable: bool,
+) -> Vec<wgpu::BindGroupLayoutEntry> {
     let buffer = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -119,7 +125,7 @@ pub fn layout_entries(kernel: &KernelKey) -> Vec<wgpu::BindGroupLayoutEntry> {
         entries.push(buffer(
             number,
             wgpu::BufferBindingType::Storage {
-                read_only: b.access == Access::Read,
+                read_only: b.access == Access::Read && !inputs_writable,
             },
         ));
     }
@@ -185,7 +191,7 @@ impl PipelineCache {
         // An explicit layout: exactly the bindings the kernel declares.
         let group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(label),
-            entries: &layout_entries(&key.kernel),
+            entries: &layout_entries(&key.kernel, key.inputs_writable),
         });
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(label),

@@ -146,6 +146,11 @@ pub struct PlanSpec {
     pub status: Option<ScratchId>,
     /// A custom loss's WGSL, appended to its kernels.
     pub extra_source: Option<Arc<str>>,
+    /// Every storage binding is declared `read_write`, so that an input may lie in the same
+    /// buffer as an output (an engine's pooled memory pages: wgpu refuses a buffer bound
+    /// read-only and writable in one dispatch, even at disjoint ranges). Off by default:
+    /// read-only inputs let drivers use their read-only load paths.
+    pub inputs_writable: bool,
 }
 
 /// Builds a [`PlanSpec`]; knows the launch configuration.
@@ -169,6 +174,7 @@ impl<'l> PlanBuilder<'l> {
                 traffic_bytes: 0,
                 status: None,
                 extra_source: None,
+                inputs_writable: false,
             },
         }
     }
@@ -303,6 +309,7 @@ pub struct LossPlan {
     status: Option<ScratchId>,
     traffic_bytes: u64,
     storage_align: u64,
+    inputs_writable: bool,
 }
 
 impl std::fmt::Debug for LossPlan {
@@ -372,6 +379,7 @@ impl Context {
                 workgroup_size: step.workgroup_size,
                 reduce: launch.reduce,
                 team_lanes: launch.team_lanes,
+                inputs_writable: spec.inputs_writable,
             };
             let pipeline = self.pipelines.get(
                 &self.device,
@@ -429,6 +437,7 @@ impl Context {
             status: spec.status,
             traffic_bytes: spec.traffic_bytes,
             storage_align: launch.storage_align,
+            inputs_writable: spec.inputs_writable,
         })
     }
 }
@@ -515,11 +524,12 @@ impl LossPlan {
             })?;
             range.check(slot.operand, slot.bytes(self.storage), self.storage_align)?;
         }
-        // A dispatch cannot bind one buffer both read-only and writable.
+        // A dispatch cannot bind one buffer both read-only and writable (a plan whose
+        // inputs are declared writable may share: its caller keeps the ranges apart).
         for w in self
             .operands
             .iter()
-            .filter(|s| s.access == Access::ReadWrite)
+            .filter(|s| s.access == Access::ReadWrite && !self.inputs_writable)
         {
             let out = buffers.get(w.operand).map(|r| r.buffer);
             for r in self.operands.iter().filter(|s| s.operand != w.operand) {

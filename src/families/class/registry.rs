@@ -10,8 +10,8 @@ use crate::context::Context;
 use crate::dtype::{Element, HostData, HostTensor};
 use crate::error::{Error, Operand, Result};
 use crate::families::{
-    floats, typed, Call, CallOutput, CpuRun, Family, LossInfo, OperandInfo, OperandKind,
-    OptionInfo, OptionType, TypedCall,
+    floats, typed, Call, CallOutput, CpuRun, DeviceCall, DevicePlan, ElemType, Family, LossInfo,
+    OperandInfo, OperandKind, OptionInfo, OptionType, TypedCall,
 };
 use crate::gpu::host::{HostCall, HostOperands, PreparedCall, ReadBack};
 use crate::output::{ClassOutput, LossValue};
@@ -190,14 +190,93 @@ pub struct ClassFamily;
 pub static FAMILY: ClassFamily = ClassFamily;
 
 /// The spec of a call: the loss, its `--set` options and the reduction.
-fn spec_of(call: &Call) -> Result<ClassSpec> {
-    let mut loss = ClassLoss::from_name(&call.loss)?;
-    for (key, value) in &call.options {
+fn spec_of(
+    name: &str,
+    options: &[(String, String)],
+    reduction: Option<Reduction>,
+) -> Result<ClassSpec> {
+    let mut loss = ClassLoss::from_name(name)?;
+    for (key, value) in options {
         loss.set_option(key.trim(), value)?;
     }
-    let spec = ClassSpec::new(loss).with_reduction(call.reduction.unwrap_or(Reduction::Mean));
+    let spec = ClassSpec::new(loss).with_reduction(reduction.unwrap_or(Reduction::Mean));
     spec.validate()?;
     Ok(spec)
+}
+
+/// The shapes of a call's operands, whatever holds their values.
+struct Shapes<'s> {
+    input: &'s [usize],
+    /// The target's shape and whether it holds class indices.
+    target: (&'s [usize], bool),
+    weight: Option<&'s [usize]>,
+    grad_output: Option<&'s [usize]>,
+}
+
+impl Shapes<'_> {
+    /// Checks the shapes against the loss: `[rows, classes]` input, `[rows]` class indices
+    /// (`[rows, classes]` index lists or per-class values), `[classes]` weights, one
+    /// `grad_output` per loss term; gives `(rows, classes)`.
+    fn check(&self, spec: &ClassSpec) -> Result<(usize, usize)> {
+        let loss = spec.loss.name();
+        let shape_error = |operand, problem: String| Error::Shape {
+            loss,
+            operand,
+            problem,
+        };
+        let [rows, classes] = self.input[..] else {
+            return Err(shape_error(
+                Operand::Input,
+                format!(
+                    "a {loss} input is [rows, classes]; this one has shape {:?}",
+                    self.input
+                ),
+            ));
+        };
+        let check = |operand, shape: &[usize], want: &[usize], of: &str| {
+            if shape == want {
+                Ok(())
+            } else {
+                Err(shape_error(
+                    operand,
+                    format!("has shape {shape:?}, but needs {of} ({want:?})"),
+                ))
+            }
+        };
+        let (target, index) = self.target;
+        if index {
+            let want: &[usize] = if spec.loss.target_kind() == TargetKind::IndexList {
+                &[rows, classes]
+            } else {
+                &[rows]
+            };
+            check(
+                Operand::Target,
+                target,
+                want,
+                "the shape this input and loss take",
+            )?;
+        } else {
+            check(
+                Operand::Target,
+                target,
+                &[rows, classes],
+                "the input's shape",
+            )?;
+        }
+        if let Some(w) = self.weight {
+            check(Operand::Weight, w, &[classes], "one value per class")?;
+        }
+        if let Some(g) = self.grad_output {
+            let want: &[usize] = if spec.loss.per_element() {
+                &[rows, classes]
+            } else {
+                &[rows]
+            };
+            check(Operand::GradOutput, g, want, "one value per loss term")?;
+        }
+        Ok((rows, classes))
+    }
 }
 
 /// A target of indices or of values (`T`).
@@ -219,7 +298,7 @@ struct ClassCall<'c, T: Element> {
 
 impl<'c, T: Element> ClassCall<'c, T> {
     fn new(call: &'c Call) -> Result<Self> {
-        let spec = spec_of(call)?;
+        let spec = spec_of(&call.loss, &call.options, call.reduction)?;
         let loss = spec.loss.name();
         let info = LOSSES.iter().find(|l| l.name == loss);
         for operand in call.operands.keys() {
@@ -240,15 +319,18 @@ impl<'c, T: Element> ClassCall<'c, T> {
             loss,
             operand: Operand::Input,
         })?;
-        let [rows, classes] = input.shape[..] else {
-            return Err(shape_error(
-                Operand::Input,
-                format!(
-                    "a {loss} input is [rows, classes]; this one has shape {:?}",
-                    input.shape
-                ),
-            ));
-        };
+        let t = call.get(Operand::Target).ok_or(Error::MissingOperand {
+            loss,
+            operand: Operand::Target,
+        })?;
+        let ints = t.data.to_i32();
+        let (rows, classes) = Shapes {
+            input: &input.shape,
+            target: (&t.shape, ints.is_some()),
+            weight: call.get(Operand::Weight).map(|w| &w.shape[..]),
+            grad_output: call.get(Operand::GradOutput).map(|g| &g.shape[..]),
+        }
+        .check(&spec)?;
         let floats_of = |operand, t: &'c HostTensor| {
             floats::<T>(t).ok_or_else(|| {
                 shape_error(
@@ -257,68 +339,26 @@ impl<'c, T: Element> ClassCall<'c, T> {
                 )
             })
         };
-        let check = |operand, t: &HostTensor, want: &[usize], of: &str| {
-            if t.shape == want {
-                Ok(())
-            } else {
-                Err(shape_error(
-                    operand,
-                    format!("has shape {:?}, but needs {of} ({want:?})", t.shape),
-                ))
-            }
-        };
-        let t = call.get(Operand::Target).ok_or(Error::MissingOperand {
-            loss,
-            operand: Operand::Target,
-        })?;
-        let target = match t.data.to_i32() {
-            Some(ints) => {
-                let ints = ints.map_err(|v| {
-                    shape_error(
-                        Operand::Target,
-                        format!("class index {v} does not fit an i32"),
-                    )
-                })?;
-                let want: &[usize] = if spec.loss.target_kind() == TargetKind::IndexList {
-                    &[rows, classes]
-                } else {
-                    &[rows]
-                };
-                check(
+        let target = match ints {
+            Some(ints) => TargetData::Indices(ints.map_err(|v| {
+                shape_error(
                     Operand::Target,
-                    t,
-                    want,
-                    "the shape this input and loss take",
-                )?;
-                TargetData::Indices(ints)
-            }
-            None => {
-                check(Operand::Target, t, &[rows, classes], "the input's shape")?;
-                TargetData::Values(floats_of(Operand::Target, t)?)
-            }
+                    format!("class index {v} does not fit an i32"),
+                )
+            })?),
+            None => TargetData::Values(floats_of(Operand::Target, t)?),
         };
         let weight = match call.get(Operand::Weight) {
-            Some(w) => {
-                check(Operand::Weight, w, &[classes], "one value per class")?;
-                Some(floats_of(Operand::Weight, w)?)
-            }
+            Some(w) => Some(floats_of(Operand::Weight, w)?),
             None => None,
         };
         let grad_output = match call.get(Operand::GradOutput) {
-            Some(g) => {
-                let want: &[usize] = if spec.loss.per_element() {
-                    &[rows, classes]
-                } else {
-                    &[rows]
-                };
-                check(Operand::GradOutput, g, want, "one value per loss term")?;
-                Some(floats::<f32>(g).ok_or_else(|| {
-                    shape_error(
-                        Operand::GradOutput,
-                        "holds integers; it needs floats".into(),
-                    )
-                })?)
-            }
+            Some(g) => Some(floats::<f32>(g).ok_or_else(|| {
+                shape_error(
+                    Operand::GradOutput,
+                    "holds integers; it needs floats".into(),
+                )
+            })?),
             None => None,
         };
         Ok(ClassCall {
@@ -430,6 +470,106 @@ impl Family for ClassFamily {
                 grad,
                 rest: None,
             }) as Box<dyn CpuRun + 'c>)
+        })
+    }
+
+    fn plan_device(&self, call: &DeviceCall, ctx: &Context) -> Result<DevicePlan> {
+        let spec = spec_of(&call.loss, &call.options, call.reduction)?;
+        let loss = spec.loss.name();
+        let info = LOSSES
+            .iter()
+            .find(|l| l.name == loss)
+            .ok_or_else(|| Error::UnknownLoss {
+                name: loss.to_string(),
+            })?;
+        let dtype = call.check_operands(info)?;
+        let (input, target) = match (call.get(Operand::Input), call.get(Operand::Target)) {
+            (Some(i), Some(t)) => (i, t),
+            (None, _) => {
+                return Err(Error::MissingOperand {
+                    loss,
+                    operand: Operand::Input,
+                })
+            }
+            (_, None) => {
+                return Err(Error::MissingOperand {
+                    loss,
+                    operand: Operand::Target,
+                })
+            }
+        };
+        let index = target.elem == ElemType::I32;
+        let (rows, classes) = Shapes {
+            input: &input.shape,
+            target: (&target.shape, index),
+            weight: call.get(Operand::Weight).map(|w| &w.shape[..]),
+            grad_output: call.get(Operand::GradOutput).map(|g| &g.shape[..]),
+        }
+        .check(&spec)?;
+        let target_kind = match (index, spec.loss.target_kind()) {
+            (false, _) => TargetKind::PerClassValue,
+            (true, TargetKind::IndexList) => TargetKind::IndexList,
+            (true, _) => TargetKind::ClassIndex,
+        };
+        let takes = target_kind == spec.loss.target_kind()
+            || (matches!(spec.loss, ClassLoss::CrossEntropy { .. })
+                && target_kind == TargetKind::PerClassValue);
+        if !takes {
+            return Err(Error::Shape {
+                loss,
+                operand: Operand::Target,
+                problem: format!(
+                    "holds {} values, which {loss} does not take as its target",
+                    target.elem.name()
+                ),
+            });
+        }
+        let classes32 = u32::try_from(classes).map_err(|_| Error::Shape {
+            loss,
+            operand: Operand::Input,
+            problem: format!("has {classes} classes, more than a u32 holds"),
+        })?;
+        crate::bench::check_fits(ctx, (rows * classes) as u64)?;
+        let mut layout = ClassGpuLayout::new(rows as u64, classes32, target_kind).with_dtype(dtype);
+        layout.weight = call.get(Operand::Weight).is_some();
+        layout.grad_output = call.get(Operand::GradOutput).is_some();
+        layout.write_grad = !call.forward_only;
+        let (mut plan, _) = gpu::plan(&spec, &layout, ctx.launch())?;
+        plan.inputs_writable = call.shared_buffers;
+        let loss_shape = if spec.reduction.is_reduced() {
+            vec![]
+        } else if spec.loss.per_element() {
+            vec![rows, classes]
+        } else {
+            vec![rows]
+        };
+        let grads: &[Operand] = if layout.write_grad {
+            &[Operand::GradInput]
+        } else {
+            &[]
+        };
+        Ok(DevicePlan::new(
+            ctx.prepare_plan(plan)?,
+            loss_shape,
+            grads,
+            &input.shape,
+            dtype,
+        ))
+    }
+
+    fn status_error(&self, call: &DeviceCall, status: &[u32]) -> Option<Error> {
+        let bad_row = *status.get(1)?;
+        if bad_row == u32::MAX {
+            return None;
+        }
+        Some(Error::ClassIndex {
+            loss: ClassLoss::from_name(&call.loss).ok()?.name(),
+            row: bad_row as usize,
+            value: status.get(2).map_or(0, |v| *v as i32 as i64),
+            classes: call
+                .get(Operand::Input)
+                .and_then(|i| i.shape.last().copied())
+                .unwrap_or(0),
         })
     }
 

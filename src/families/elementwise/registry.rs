@@ -4,13 +4,13 @@
 
 use std::borrow::Cow;
 
-use super::{cpu, gpu, AuxInput, ElementwiseLoss, ElementwiseSpec, Operands};
+use super::{cpu, gpu, AuxInput, ElementwiseLayout, ElementwiseLoss, ElementwiseSpec, Operands};
 use crate::context::Context;
 use crate::dtype::{Element, HostData, HostTensor};
 use crate::error::{Error, Operand, Result};
 use crate::families::{
-    floats, typed, Call, CallOutput, CpuRun, Family, LossInfo, OperandInfo, OperandKind,
-    OptionInfo, OptionType, TypedCall,
+    floats, typed, Call, CallOutput, CpuRun, DeviceCall, DevicePlan, Family, LossInfo, OperandInfo,
+    OperandKind, OptionInfo, OptionType, TypedCall,
 };
 use crate::gpu::host::{HostCall, HostOperands, PreparedCall, ReadBack};
 use crate::output::{LossOutput, LossValue};
@@ -171,15 +171,61 @@ pub struct ElementwiseFamily;
 pub static FAMILY: ElementwiseFamily = ElementwiseFamily;
 
 /// The spec of a call: the loss, its `--set` options and the reduction.
-fn spec_of(call: &Call) -> Result<ElementwiseSpec> {
-    let mut loss = ElementwiseLoss::from_name(&call.loss)?;
-    for (key, value) in &call.options {
+fn spec_of(
+    name: &str,
+    options: &[(String, String)],
+    reduction: Option<Reduction>,
+) -> Result<ElementwiseSpec> {
+    let mut loss = ElementwiseLoss::from_name(name)?;
+    for (key, value) in options {
         loss.set_option(key.trim(), value)?;
     }
-    let reduction = call.reduction.unwrap_or(loss.default_reduction());
+    let reduction = reduction.unwrap_or(loss.default_reduction());
     let spec = ElementwiseSpec::new(loss).with_reduction(reduction);
     spec.validate()?;
     Ok(spec)
+}
+
+/// Checks the operands' shapes: every operand has the input's shape, `pos_weight` one value
+/// per column of its last dimension; and that the loss takes each of them.
+fn check_shapes<'s>(
+    name: &'static str,
+    input: &[usize],
+    operands: impl Iterator<Item = (Operand, &'s [usize])>,
+) -> Result<()> {
+    let columns = input.last().copied().unwrap_or(1);
+    for (operand, shape) in operands {
+        let want: &[usize] = match operand {
+            Operand::PosWeight => &[columns],
+            _ => input,
+        };
+        if shape != want {
+            return Err(Error::Shape {
+                loss: name,
+                operand,
+                problem: format!(
+                    "has shape {shape:?}, but needs {} ({want:?})",
+                    if operand == Operand::PosWeight {
+                        "one value per column of the input's last dimension"
+                    } else {
+                        "the input's shape"
+                    }
+                ),
+            });
+        }
+        let known = LOSSES
+            .iter()
+            .find(|l| l.name == name)
+            .is_none_or(|l| l.operands.iter().any(|o| o.operand == operand));
+        if !known {
+            return Err(Error::UnexpectedOperand {
+                loss: name,
+                operand,
+                hint: "",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The call's operands as `T` (converted from another float type where they are not), with
@@ -198,46 +244,18 @@ struct ElementwiseCall<'c, T: Element> {
 
 impl<'c, T: Element> ElementwiseCall<'c, T> {
     fn new(call: &'c Call) -> Result<Self> {
-        let spec = spec_of(call)?;
+        let spec = spec_of(&call.loss, &call.options, call.reduction)?;
         let name = spec.loss.name();
         let input = call.get(Operand::Input).ok_or(Error::MissingOperand {
             loss: name,
             operand: Operand::Input,
         })?;
         let shape = input.shape.clone();
-        let columns = shape.last().copied().unwrap_or(1);
-        for (operand, t) in &call.operands {
-            let want: &[usize] = match operand {
-                Operand::PosWeight => &[columns],
-                _ => &shape,
-            };
-            if t.shape != want {
-                return Err(Error::Shape {
-                    loss: name,
-                    operand: *operand,
-                    problem: format!(
-                        "has shape {:?}, but needs {} ({want:?})",
-                        t.shape,
-                        if *operand == Operand::PosWeight {
-                            "one value per column of the input's last dimension"
-                        } else {
-                            "the input's shape"
-                        }
-                    ),
-                });
-            }
-            let known = LOSSES
-                .iter()
-                .find(|l| l.name == name)
-                .is_none_or(|l| l.operands.iter().any(|o| o.operand == *operand));
-            if !known {
-                return Err(Error::UnexpectedOperand {
-                    loss: name,
-                    operand: *operand,
-                    hint: "",
-                });
-            }
-        }
+        check_shapes(
+            name,
+            &shape,
+            call.operands.iter().map(|(o, t)| (*o, &t.shape[..])),
+        )?;
         let get = |operand| -> Result<Option<Cow<'c, [T]>>> {
             call.get(operand)
                 .map(|t| {
@@ -337,6 +355,64 @@ impl Family for ElementwiseFamily {
         typed!(call, ElementwiseCall, |t| Ok(
             Box::new(ElementwiseRun::new(t)) as Box<dyn CpuRun + 'c>
         ))
+    }
+
+    fn plan_device(&self, call: &DeviceCall, ctx: &Context) -> Result<DevicePlan> {
+        let spec = spec_of(&call.loss, &call.options, call.reduction)?;
+        let name = spec.loss.name();
+        let info = LOSSES
+            .iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| Error::UnknownLoss {
+                name: name.to_string(),
+            })?;
+        let dtype = call.check_operands(info)?;
+        let input = call.get(Operand::Input).ok_or(Error::MissingOperand {
+            loss: name,
+            operand: Operand::Input,
+        })?;
+        check_shapes(
+            name,
+            &input.shape,
+            call.operands.iter().map(|(o, t)| (*o, &t.shape[..])),
+        )?;
+        let len = input.len() as u64;
+        let mut layout = ElementwiseLayout::new(len).with_dtype(dtype);
+        layout.weight = call.get(Operand::Weight).is_some();
+        layout.pos_weight_len = call.get(Operand::PosWeight).map(|p| p.len() as u32);
+        layout.grad_output = call.get(Operand::GradOutput).is_some();
+        layout.write_grad = !call.forward_only;
+        layout.validate(&spec)?;
+        if spec.loss.takes_target() && call.get(Operand::Target).is_none() {
+            return Err(Error::MissingOperand {
+                loss: name,
+                operand: Operand::Target,
+            });
+        }
+        crate::bench::check_fits(ctx, len)?;
+        let (mut plan, _, _) = gpu::plan(&spec, &layout, ctx.launch())?;
+        plan.inputs_writable = call.shared_buffers;
+        let loss_shape = if spec.reduction.is_reduced() {
+            vec![]
+        } else {
+            input.shape.clone()
+        };
+        let grads: &[Operand] = match (layout.write_grad, spec.loss.has_grad_var()) {
+            (false, _) => &[],
+            (true, false) => &[Operand::GradInput],
+            (true, true) => &[Operand::GradInput, Operand::GradVar],
+        };
+        Ok(DevicePlan::new(
+            ctx.prepare_plan(plan)?,
+            loss_shape,
+            grads,
+            &input.shape,
+            dtype,
+        ))
+    }
+
+    fn status_error(&self, _call: &DeviceCall, _status: &[u32]) -> Option<Error> {
+        None
     }
 
     fn traffic_bytes(&self, call: &Call) -> Result<u64> {
