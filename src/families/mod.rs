@@ -42,7 +42,9 @@
 //!    gives it [`crate::Context::compute`], `compute_async` and [`crate::cpu::compute`]), a
 //!    planner producing a [`crate::gpu::PlanSpec`], its kernel enum implementing
 //!    [`crate::gpu::kernel::KernelSource`], and a value implementing [`Family`] (dynamic
-//!    calls on named operands, and seeded samples for `wgloss check` and `wgloss bench`;
+//!    calls on named operands, calls planned from shapes and types for an engine's buffers
+//!    (`plan_device`, which is how `wgloss-burn` reaches every loss), and seeded samples for
+//!    `wgloss check` and `wgloss bench`;
 //!    a `TypedCall` and `typed_family_methods!` give it `cpu`, `prepare_gpu`,
 //!    `gpu_output` and `samples`).
 //! 2. In this file: `pub mod <family>;`, one variant of [`KernelKey`] (and its arm in

@@ -1,0 +1,535 @@
+//! # wgloss-burn
+//!
+//! wgloss's fused loss kernels as Burn operations, on the wgpu device Burn already uses. The
+//! forward pass is one fused wgloss kernel over the buffers of Burn's tensors; under
+//! autodiff the same pass writes the gradient, which the backward scales by the incoming
+//! gradient (Burn's custom-backward mechanism, [`burn_autodiff::ops::Backward`]). Nothing
+//! goes through the host.
+//!
+//! ```no_run
+//! use burn::tensor::{Device, Distribution, Int, Tensor};
+//! use wgloss_burn::{cross_entropy, CrossEntropyOptions};
+//!
+//! // Burn's wgpu runtime, with wgloss sharing its device and queue; autodiff on top.
+//! let device = wgloss_burn::init(Device::wgpu_options())?.autodiff();
+//! let logits = Tensor::<2>::random([64, 10], Distribution::Normal(0.0, 1.0), &device).require_grad();
+//! let targets = Tensor::<1, Int>::from_ints([3; 64], &device);
+//! let loss = cross_entropy(logits.clone(), targets, &CrossEntropyOptions::default())?;
+//! let grads = loss.backward();
+//! let d_logits = logits.grad(&grads);
+//! # Ok::<(), wgloss_burn::Error>(())
+//! ```
+//!
+//! Every loss of wgloss's catalogue (`wgloss::families::all_losses`, LOSSES.md) is reachable
+//! through [`Loss`] and [`Operands`], with the options LOSSES.md names; [`cross_entropy`],
+//! [`mse`], [`huber`], [`bce_with_logits`] and [`kl_div`] are typed shortcuts.
+//!
+//! ## How it shares Burn's device
+//!
+//! [`init`] initialises Burn's wgpu runtime through `init_with_setup`, which hands back the
+//! `wgpu::Device` and `wgpu::Queue` Burn uses, and makes wgloss's [`wgloss::Context`] on
+//! them. A call resolves its operands to cubecl tensors (Burn's fusion stream runs first),
+//! makes them contiguous where they are not (Burn's own `into_contiguous`), allocates the
+//! outputs through Burn's allocator, takes each tensor's `wgpu::Buffer` and offset from
+//! cubecl (`get_resource`, which also pins the allocation), submits Burn's queued work
+//! (`flush`), then records wgloss's dispatches and submits them on the same queue. Plans are
+//! made once per loss, options and shapes, and kept per device.
+//!
+//! ## Gradients
+//!
+//! The gradient of every operand LOSSES.md differentiates (`input`, and `var` for
+//! `gaussian_nll`) is written by the forward kernel when autodiff tracks the operand (with
+//! nothing tracked, the kernel writes no gradient). Targets, weights and other operands are
+//! constants: no gradient flows to them (PyTorch's `mse_loss` would give the target one; use
+//! `input - target` with a zero target for that). The backward multiplies the kept gradient
+//! by the incoming one (one elementwise Burn kernel).
+//!
+//! ## Checked targets
+//!
+//! Class indices out of range are found by the kernels; with [`Loss::check`] on (the
+//! default), the call waits for the GPU and returns [`Error::Wgloss`] with
+//! `wgloss::Error::ClassIndex` naming the row. Turn it off to keep the call asynchronous in a
+//! training loop whose targets are known to be good.
+
+mod device;
+mod run;
+
+use burn::tensor::{Int, Tensor};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::{
+    BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
+};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::Autodiff;
+use burn_backend::ops::FloatTensorOps;
+use burn_backend::tensor::FloatTensor;
+use burn_backend::{Shape, TensorMetadata};
+use burn_cubecl::Cube;
+
+pub use device::{init, init_with, with_context};
+pub use wgloss::{Operand, Reduction};
+
+use run::{Arg, Prim, Request};
+
+/// What can go wrong in a wgloss call on Burn's tensors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// wgloss's own error: bad options, shapes, a class index out of range, a GPU error.
+    #[error(transparent)]
+    Wgloss(#[from] wgloss::Error),
+    /// Burn could not initialise its wgpu device.
+    #[error("Burn's wgpu device: {0}")]
+    Init(String),
+    /// A tensor is not on a device [`init`] made (or not on a wgpu device at all).
+    #[error("device: {0}")]
+    Device(String),
+    /// A tensor's element type is not one wgloss stores (f32, f16, bf16; i32 or i64 indices).
+    #[error(
+        "{operand} is {dtype}; wgloss takes f32, f16 or bf16 floats and i32 or i64 class indices"
+    )]
+    DType { operand: Operand, dtype: String },
+    /// The loss has another rank than the tensor type asked for.
+    #[error("the loss has shape {shape:?}, not the rank {rank} asked for")]
+    Rank { shape: Vec<usize>, rank: usize },
+    /// Burn's runtime refused something (a resource, a flush).
+    #[error("Burn's runtime: {0}")]
+    Burn(String),
+}
+
+/// A float operand as the call found it: on autodiff (one of Burn's two checkpointing
+/// strategies) or not.
+enum FloatArg {
+    Plain(Prim),
+    Tracked(FloatTensor<Autodiff<Cube>>),
+    Balanced(FloatTensor<Autodiff<Cube, BalancedCheckpointing>>),
+}
+
+/// The operands of a call, by the names LOSSES.md gives them: the input, then whatever the
+/// loss takes (`target`, `weight`, `pos_weight`, `var`, ...), of any rank.
+pub struct Operands {
+    floats: Vec<(Operand, FloatArg)>,
+    ints: Vec<(Operand, Prim)>,
+    errors: Vec<Error>,
+}
+
+fn float_arg<const D: usize>(operand: Operand, t: Tensor<D>) -> Result<FloatArg, Error> {
+    if let Ok(p) = t.clone().try_into_primitive::<Autodiff<Cube>>() {
+        return Ok(FloatArg::Tracked(p));
+    }
+    if let Ok(p) = t
+        .clone()
+        .try_into_primitive::<Autodiff<Cube, BalancedCheckpointing>>()
+    {
+        return Ok(FloatArg::Balanced(p));
+    }
+    t.try_into_primitive::<Cube>()
+        .map(FloatArg::Plain)
+        .map_err(|e| {
+            Error::Device(format!(
+                "{operand} is not a tensor of Burn's wgpu backend ({e:?})"
+            ))
+        })
+}
+
+fn int_arg<const D: usize>(operand: Operand, t: Tensor<D, Int>) -> Result<Prim, Error> {
+    let t = match t.dtype() {
+        burn::tensor::DType::I32 => t,
+        burn::tensor::DType::I64
+        | burn::tensor::DType::I16
+        | burn::tensor::DType::I8
+        | burn::tensor::DType::U32
+        | burn::tensor::DType::U16
+        | burn::tensor::DType::U8 => t.cast(burn::tensor::IntDType::I32),
+        other => {
+            return Err(Error::DType {
+                operand,
+                dtype: format!("{other:?}"),
+            })
+        }
+    };
+    if let Ok(p) = t.clone().try_into_primitive::<Autodiff<Cube>>() {
+        return Ok(p);
+    }
+    if let Ok(p) = t
+        .clone()
+        .try_into_primitive::<Autodiff<Cube, BalancedCheckpointing>>()
+    {
+        return Ok(p);
+    }
+    t.try_into_primitive::<Cube>().map_err(|e| {
+        Error::Device(format!(
+            "{operand} is not a tensor of Burn's wgpu backend ({e:?})"
+        ))
+    })
+}
+
+impl Operands {
+    /// Operands with `input`, the tensor whose loss (and gradient) is computed.
+    pub fn new<const D: usize>(input: Tensor<D>) -> Self {
+        Operands {
+            floats: Vec::new(),
+            ints: Vec::new(),
+            errors: Vec::new(),
+        }
+        .float(Operand::Input, input)
+    }
+
+    /// With the float operand `operand` (`Operand::Target`, `Operand::Weight`, ...).
+    pub fn float<const D: usize>(mut self, operand: Operand, t: Tensor<D>) -> Self {
+        match float_arg(operand, t) {
+            Ok(a) => self.floats.push((operand, a)),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// With integer operand `operand` (class indices: `Operand::Target`).
+    pub fn int<const D: usize>(mut self, operand: Operand, t: Tensor<D, Int>) -> Self {
+        match int_arg(operand, t) {
+            Ok(p) => self.ints.push((operand, p)),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// With a float target of the input's shape.
+    pub fn target<const D: usize>(self, t: Tensor<D>) -> Self {
+        self.float(Operand::Target, t)
+    }
+
+    /// With class indices as the target.
+    pub fn class_indices<const D: usize>(self, t: Tensor<D, Int>) -> Self {
+        self.int(Operand::Target, t)
+    }
+}
+
+/// A loss of wgloss's catalogue with its options: `Loss::new("huber").option("delta", 0.5)`.
+/// Names, options and reductions are LOSSES.md's (`wgloss info` lists them).
+#[derive(Clone, Debug)]
+pub struct Loss {
+    name: String,
+    options: Vec<(String, String)>,
+    reduction: Option<Reduction>,
+    check: bool,
+}
+
+impl Loss {
+    /// The loss `name` with its default options and reduction.
+    pub fn new(name: &str) -> Self {
+        Loss {
+            name: name.to_string(),
+            options: Vec::new(),
+            reduction: None,
+            check: true,
+        }
+    }
+
+    /// With option `key = value` (checked when the loss is computed).
+    pub fn option(mut self, key: &str, value: impl ToString) -> Self {
+        self.options.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// With `reduction` (`Reduction::None` gives one loss per element or row).
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = Some(reduction);
+        self
+    }
+
+    /// Whether to wait for the kernels' verdict on class indices (default: yes).
+    pub fn check(mut self, check: bool) -> Self {
+        self.check = check;
+        self
+    }
+
+    /// Computes the loss of `operands` on their device; its rank is `L` (1 for a reduced
+    /// loss, of shape `[1]`). Under autodiff the result tracks the input (and `var`).
+    ///
+    /// # Errors
+    /// [`Error::Wgloss`] for a bad option, shape or type, or a class index out of range;
+    /// [`Error::Device`] for a tensor not on a device [`init`] made; [`Error::Rank`] when
+    /// the loss has another rank than `L`.
+    pub fn forward<const L: usize>(&self, operands: Operands) -> Result<Tensor<L>, Error> {
+        if let Some(e) = operands.errors.into_iter().next() {
+            return Err(e);
+        }
+        let differentiable: Vec<Operand> =
+            wgloss::families::find(&self.name)?.1.gradients().collect();
+        let tracked = operands.floats.iter().find_map(|(_, a)| match a {
+            FloatArg::Tracked(_) => Some(false),
+            FloatArg::Balanced(_) => Some(true),
+            FloatArg::Plain(_) => None,
+        });
+        match tracked {
+            None => {
+                let mut args: Vec<Arg> = Vec::new();
+                for (operand, a) in operands.floats {
+                    if let FloatArg::Plain(p) = a {
+                        args.push(Arg {
+                            operand,
+                            prim: p,
+                            int: false,
+                        });
+                    }
+                }
+                push_ints(&mut args, operands.ints);
+                let out = run::run(&self.request(true), args)?;
+                let loss = take(&out, Operand::Loss)?;
+                rank_checked(&loss, L)?;
+                Ok(Tensor::from_primitive::<Cube>(loss))
+            }
+            Some(false) => {
+                let floats = operands
+                    .floats
+                    .into_iter()
+                    .map(|(o, a)| match a {
+                        FloatArg::Tracked(t) => Ok((o, t)),
+                        _ => Err(mixed()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out =
+                    self.autodiff::<NoCheckpointing>(floats, operands.ints, &differentiable, L)?;
+                Ok(Tensor::from_primitive::<Autodiff<Cube>>(out))
+            }
+            Some(true) => {
+                let floats = operands
+                    .floats
+                    .into_iter()
+                    .map(|(o, a)| match a {
+                        FloatArg::Balanced(t) => Ok((o, t)),
+                        _ => Err(mixed()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out = self.autodiff::<BalancedCheckpointing>(
+                    floats,
+                    operands.ints,
+                    &differentiable,
+                    L,
+                )?;
+                Ok(Tensor::from_primitive::<
+                    Autodiff<Cube, BalancedCheckpointing>,
+                >(out))
+            }
+        }
+    }
+
+    fn request(&self, forward_only: bool) -> Request<'_> {
+        Request {
+            loss: &self.name,
+            options: &self.options,
+            reduction: self.reduction,
+            forward_only,
+            check: self.check,
+        }
+    }
+
+    /// The loss on autodiff: the forward kernel writes the gradients of the tracked
+    /// differentiable operands, kept for the backward.
+    fn autodiff<C: CheckpointStrategy>(
+        &self,
+        floats: Vec<(Operand, FloatTensor<Autodiff<Cube, C>>)>,
+        ints: Vec<(Operand, Prim)>,
+        differentiable: &[Operand],
+        rank: usize,
+    ) -> Result<FloatTensor<Autodiff<Cube, C>>, Error> {
+        let mut guards = Vec::new();
+        let mut grad_of = Vec::new();
+        let mut args = Vec::new();
+        for (operand, t) in floats {
+            if differentiable.contains(&operand) {
+                guards.push(t.node());
+                grad_of.push(operand);
+            }
+            args.push(Arg {
+                operand,
+                prim: t.into_primitive(),
+                int: false,
+            });
+        }
+        push_ints(&mut args, ints);
+        // One arm per number of tracked operands: `prepare` takes an array of node guards.
+        macro_rules! tracked {
+            ($n:literal) => {{
+                let guards: [_; $n] = guards
+                    .try_into()
+                    .map_err(|_| Error::Burn("node guards".into()))?;
+                match LossBackward.prepare::<C>(guards).compute_bound().stateful() {
+                    OpsKind::Tracked(prep) => {
+                        let out = run::run(&self.request(false), args)?;
+                        let mut saved = Vec::with_capacity(grad_of.len());
+                        for operand in &grad_of {
+                            let grad = operand.grad().unwrap_or(Operand::GradInput);
+                            saved.push(take(&out, grad)?);
+                        }
+                        let loss = take(&out, Operand::Loss)?;
+                        rank_checked(&loss, rank)?;
+                        Ok(prep.finish(saved, loss))
+                    }
+                    OpsKind::UnTracked(prep) => {
+                        let out = run::run(&self.request(true), args)?;
+                        let loss = take(&out, Operand::Loss)?;
+                        rank_checked(&loss, rank)?;
+                        Ok(prep.finish(loss))
+                    }
+                }
+            }};
+        }
+        match guards.len() {
+            1 => tracked!(1),
+            2 => tracked!(2),
+            n => Err(Error::Burn(format!(
+                "{} differentiates {n} operands; wgloss-burn handles one or two",
+                self.name
+            ))),
+        }
+    }
+}
+
+fn mixed() -> Error {
+    Error::Device("some operands are on an autodiff device and some are not".into())
+}
+
+fn push_ints(args: &mut Vec<Arg>, ints: Vec<(Operand, Prim)>) {
+    for (operand, prim) in ints {
+        args.push(Arg {
+            operand,
+            prim,
+            int: true,
+        });
+    }
+}
+
+fn take(out: &[(Operand, Prim)], operand: Operand) -> Result<Prim, Error> {
+    out.iter()
+        .find(|(o, _)| *o == operand)
+        .map(|(_, p)| p.clone())
+        .ok_or_else(|| Error::Burn(format!("the plan wrote no {operand}")))
+}
+
+fn rank_checked(t: &Prim, rank: usize) -> Result<(), Error> {
+    let shape = t.shape().to_vec();
+    if shape.len() == rank {
+        Ok(())
+    } else {
+        Err(Error::Rank { shape, rank })
+    }
+}
+
+/// The backward of a wgloss loss: the kept gradients times the incoming one, broadcast over
+/// what the loss reduced (a reduced loss: everything; a per-row loss: the classes).
+#[derive(Debug)]
+struct LossBackward;
+
+impl<const N: usize> Backward<Cube, N> for LossBackward {
+    type State = Vec<Prim>;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Cube>(&ops.node);
+        for (parent, grad) in ops.parents.iter().zip(ops.state) {
+            if let Some(node) = parent {
+                grads.register::<Cube>(node.id, scaled(grad, dy.clone()));
+            }
+        }
+    }
+}
+
+/// `grad · dy`, `dy` (the loss's shape) reshaped to the gradient's rank with trailing ones.
+fn scaled(grad: Prim, dy: Prim) -> Prim {
+    let rank = grad.shape().num_dims();
+    let mut dims = dy.shape().to_vec();
+    if dims.len() < rank {
+        dims.resize(rank, 1);
+    }
+    let dy = <Cube as FloatTensorOps<Cube>>::float_reshape(dy, Shape::from(dims));
+    let dy = if dy.dtype != grad.dtype {
+        <Cube as FloatTensorOps<Cube>>::float_cast(dy, grad.dtype.into())
+    } else {
+        dy
+    };
+    <Cube as FloatTensorOps<Cube>>::float_mul(grad, dy)
+}
+
+/// Cross-entropy's options (PyTorch's `cross_entropy`): reduction (mean), label smoothing,
+/// the ignored class index, per-class weights.
+#[derive(Clone, Debug, Default)]
+pub struct CrossEntropyOptions {
+    pub reduction: Option<Reduction>,
+    pub label_smoothing: f32,
+    pub ignore_index: Option<i64>,
+    pub weight: Option<Tensor<1>>,
+}
+
+/// Cross-entropy of `logits` `[rows, classes]` against class indices `targets` `[rows]`:
+/// `−w[y] log softmax(x)[y]` per row with label smoothing ε mixing in
+/// `−(ε / C) Σ_c w[c] log softmax(x)[c]`; mean over the weight of the counted rows (PyTorch's
+/// `torch.nn.functional.cross_entropy`). Returns `[1]` (mean or sum) or `[rows]` (none).
+///
+/// # Errors
+/// As [`Loss::forward`]: a class index out of range (not the ignored one) is
+/// `wgloss::Error::ClassIndex`.
+pub fn cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    options: &CrossEntropyOptions,
+) -> Result<Tensor<1>, Error> {
+    let mut loss = Loss::new("cross_entropy").option("label_smoothing", options.label_smoothing);
+    if let Some(i) = options.ignore_index {
+        loss = loss.option("ignore_index", i);
+    }
+    if let Some(r) = options.reduction {
+        loss = loss.reduction(r);
+    }
+    let mut ops = Operands::new(logits).class_indices(targets);
+    if let Some(w) = &options.weight {
+        ops = ops.float(Operand::Weight, w.clone());
+    }
+    loss.forward(ops)
+}
+
+/// Mean squared error `mean((x − y)²)` over every element (PyTorch's `mse_loss`, mean).
+///
+/// # Errors
+/// As [`Loss::forward`] (shapes that differ).
+pub fn mse<const D: usize>(input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>, Error> {
+    Loss::new("mse").forward(Operands::new(input).target(target))
+}
+
+/// Huber loss with threshold `delta` (PyTorch's `huber_loss`, mean): `½ d²` for `|d| ≤ δ`,
+/// `δ (|d| − ½ δ)` beyond, `d = x − y`.
+///
+/// # Errors
+/// As [`Loss::forward`] (`delta` ≤ 0, shapes that differ).
+pub fn huber<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
+    delta: f32,
+) -> Result<Tensor<1>, Error> {
+    Loss::new("huber")
+        .option("delta", delta)
+        .forward(Operands::new(input).target(target))
+}
+
+/// Binary cross-entropy on logits `x` against targets `y` in `[0, 1]` (PyTorch's
+/// `binary_cross_entropy_with_logits`, mean): `max(x, 0) − x y + log(1 + e^−|x|)`.
+///
+/// # Errors
+/// As [`Loss::forward`].
+pub fn bce_with_logits<const D: usize>(
+    input: Tensor<D>,
+    target: Tensor<D>,
+) -> Result<Tensor<1>, Error> {
+    Loss::new("bce_with_logits").forward(Operands::new(input).target(target))
+}
+
+/// KL divergence of `target` probabilities `[rows, classes]` from the log-probabilities
+/// `input` (PyTorch's `kl_div`, `batchmean`: `Σ y (log y − x) / rows`).
+///
+/// # Errors
+/// As [`Loss::forward`].
+pub fn kl_div(input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<1>, Error> {
+    Loss::new("kl_div")
+        .reduction(Reduction::BatchMean)
+        .forward(Operands::new(input).target(target))
+}

@@ -1,0 +1,221 @@
+//! One wgloss call on Burn's tensors, on the device they live on: the fused kernel reads the
+//! buffers of Burn's tensors and writes into tensors Burn allocated, recorded after Burn's
+//! pending work was submitted to the same queue.
+
+use burn_backend::{DType as BurnDType, Shape, TensorMetadata};
+use burn_cubecl::fusion::FusionCubeRuntime;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeBackend;
+use burn_fusion::stream::StreamId;
+use burn_fusion::{FusionTensor, NoOp};
+use burn_ir::{BackendIr, InitOperationIr, OperationIr, OperationOutput};
+use cubecl::wgpu::{AutoCompiler, WgpuServer};
+use wgloss::families::{DeviceCall, ElemType, TensorDesc};
+use wgloss::{BufferRange, DType, Operand, OperandBuffers, Reduction};
+
+use crate::device::shared;
+use crate::Error;
+
+/// A tensor of Burn's wgpu backend (fused): the primitive under a float or int `Tensor`.
+pub(crate) type Prim = FusionTensor<FusionCubeRuntime>;
+
+/// What to compute: a loss of wgloss's catalogue with its options.
+#[derive(Clone, Debug)]
+pub(crate) struct Request<'a> {
+    pub loss: &'a str,
+    pub options: &'a [(String, String)],
+    pub reduction: Option<Reduction>,
+    /// No gradient is written (nothing tracks one).
+    pub forward_only: bool,
+    /// Read the plan's status back (a class index out of range) before returning.
+    pub check: bool,
+}
+
+/// A float operand or class indices.
+pub(crate) struct Arg {
+    pub operand: Operand,
+    pub prim: Prim,
+    pub int: bool,
+}
+
+fn elem_of(operand: Operand, dtype: BurnDType, int: bool) -> Result<ElemType, Error> {
+    match dtype {
+        BurnDType::F32 => Ok(ElemType::Float(DType::F32)),
+        BurnDType::F16 => Ok(ElemType::Float(DType::F16)),
+        BurnDType::BF16 => Ok(ElemType::Float(DType::Bf16)),
+        BurnDType::I32 if int => Ok(ElemType::I32),
+        other => Err(Error::DType {
+            operand,
+            dtype: format!("{other:?}"),
+        }),
+    }
+}
+
+fn burn_dtype(elem: ElemType) -> BurnDType {
+    match elem {
+        ElemType::Float(DType::F16) => BurnDType::F16,
+        ElemType::Float(DType::Bf16) => BurnDType::BF16,
+        ElemType::I32 => BurnDType::I32,
+        _ => BurnDType::F32,
+    }
+}
+
+/// The cubecl tensor under a fused one, contiguous (Burn's own copy when it is not).
+fn resolve(arg: Arg) -> CubeTensor {
+    let client = arg.prim.client.clone();
+    let cube = if arg.int {
+        client.resolve_tensor_int::<CubeBackend>(arg.prim)
+    } else {
+        client.resolve_tensor_float::<CubeBackend>(arg.prim)
+    };
+    into_contiguous(cube)
+}
+
+/// A cubecl tensor made a fused one again (what Burn's `float_from_data` does).
+fn wrap(cube: CubeTensor, like: &Prim) -> Prim {
+    let client = like.client.clone();
+    let shape = cube.shape();
+    let dtype = cube.dtype;
+    let handle = <CubeBackend as BackendIr>::float_tensor_handle(cube);
+    let desc = InitOperationIr::create(shape, dtype, || client.register_tensor_handle(handle));
+    client
+        .register(
+            StreamId::current(),
+            OperationIr::Init(desc),
+            NoOp::<CubeBackend>::new(),
+        )
+        .output()
+}
+
+/// Runs `request` on `args` (all on one device made by [`crate::init`]); gives every output
+/// of the plan as a tensor: the loss first (`[1]` when reduced), then the gradients.
+pub(crate) fn run(request: &Request<'_>, args: Vec<Arg>) -> Result<Vec<(Operand, Prim)>, Error> {
+    let like = args.first().map(|a| a.prim.clone()).ok_or(Error::Wgloss(
+        wgloss::Error::MissingOperand {
+            loss: "wgloss",
+            operand: Operand::Input,
+        },
+    ))?;
+    let mut call = DeviceCall::new(request.loss);
+    call.options = request.options.to_vec();
+    call.reduction = request.reduction;
+    call.forward_only = request.forward_only;
+    let mut inputs = Vec::with_capacity(args.len());
+    for arg in args {
+        let (operand, int) = (arg.operand, arg.int);
+        let cube = resolve(arg);
+        let elem = elem_of(operand, cube.dtype, int)?;
+        call.operands
+            .insert(operand, TensorDesc::new(cube.shape().to_vec(), elem));
+        inputs.push((operand, cube));
+    }
+    let device = inputs[0].1.device.clone();
+    if let Some((operand, _)) = inputs.iter().find(|(_, t)| t.device != device) {
+        return Err(Error::Device(format!(
+            "{operand} is on {:?}, the input on {device:?}",
+            inputs
+                .iter()
+                .find(|(o, _)| o == operand)
+                .map(|(_, t)| &t.device)
+        )));
+    }
+    let shared = shared(&device).ok_or_else(|| {
+        Error::Device(format!(
+            "{device:?} was not made by wgloss_burn::init, so wgloss does not share its queue"
+        ))
+    })?;
+    let mut plan = shared.plan(&call)?;
+    let client = inputs[0].1.client.clone();
+
+    // The outputs, allocated by Burn on its device.
+    let outputs: Vec<(Operand, CubeTensor)> = plan
+        .outputs
+        .iter()
+        .map(|(operand, desc)| {
+            let shape = if desc.shape.is_empty() {
+                vec![1]
+            } else {
+                desc.shape.clone()
+            };
+            let bytes = (desc.bytes().max(desc.elem.size())).next_multiple_of(4) as usize;
+            let handle = client.empty(bytes);
+            let t = CubeTensor::new_contiguous(
+                client.clone(),
+                device.clone(),
+                Shape::from(shape),
+                handle,
+                burn_dtype(desc.elem),
+            );
+            (*operand, t)
+        })
+        .collect();
+
+    // Burn's queued work on these tensors goes into its encoder here, and to the queue on
+    // flush; ours follows it on the same queue. The resources pin the allocations until our
+    // submission is made.
+    let resources = inputs
+        .iter()
+        .chain(&outputs)
+        .map(|(operand, t)| {
+            client
+                .get_resource::<WgpuServer<AutoCompiler>>(t.handle.clone())
+                .map(|r| (*operand, r))
+                .map_err(|e| Error::Burn(format!("{operand}: {e:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut streams: Vec<_> = inputs.iter().map(|(_, t)| t.handle.stream).collect();
+    streams.dedup();
+    client
+        .flush()
+        .map_err(|e| Error::Burn(format!("flush: {e:?}")))?;
+    for stream in streams {
+        let mut other = client.clone();
+        // SAFETY: flushing another stream of the same client only submits its encoder.
+        unsafe { other.set_stream(stream) };
+        other
+            .flush()
+            .map_err(|e| Error::Burn(format!("flush: {e:?}")))?;
+    }
+    // Burn's pool puts many tensors in one page (one wgpu::Buffer): where an output landed
+    // in an input's page, the plan whose bindings are all read_write is used.
+    let (ins, outs) = resources.split_at(inputs.len());
+    let shares = outs.iter().any(|(_, o)| {
+        ins.iter()
+            .any(|(_, i)| i.resource().buffer == o.resource().buffer)
+    });
+    if shares {
+        call.shared_buffers = true;
+        plan = shared.plan(&call)?;
+    }
+    let mut buffers = OperandBuffers::new();
+    for (operand, r) in &resources {
+        let r = r.resource();
+        buffers = buffers.with(*operand, BufferRange::new(&r.buffer, r.offset));
+    }
+    let bound = plan.plan.bind(&buffers)?;
+    let ctx = &shared.ctx;
+    let mut encoder = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some(plan.plan.label()),
+        });
+    bound.record(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    drop(resources);
+
+    if request.check {
+        if let Some(status) = plan.plan.status_buffer() {
+            let bytes = ctx.read_bytes(status, 0, 16)?;
+            let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+            let (family, _) = wgloss::families::find(request.loss)?;
+            if let Some(e) = family.status_error(&call, &words) {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(outputs
+        .into_iter()
+        .map(|(operand, t)| (operand, wrap(t, &like)))
+        .collect())
+}

@@ -1,0 +1,337 @@
+//! wgloss's losses inside Burn give the same values and gradients (through `backward()`) as
+//! Burn's own losses where Burn has one, and as wgloss's CPU path for every loss of the
+//! catalogue. Runs on Burn's wgpu backend (lavapipe in CI).
+
+use std::sync::OnceLock;
+
+use burn::nn::loss::{
+    BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, HuberLossConfig, KLDivLossConfig,
+    MseLoss, Reduction as BurnReduction,
+};
+use burn::tensor::{activation, Device, Distribution, Int, Tensor, TensorData};
+use wgloss::compare::Tolerance;
+use wgloss::families::{all_losses, SampleSize};
+use wgloss::{DType, HostData, HostTensor, Operand, Reduction};
+use wgloss_burn::{cross_entropy, CrossEntropyOptions, Loss, Operands};
+
+/// Burn's wgpu device with wgloss sharing it (one per test binary: Burn initialises a
+/// device once). Fails without an adapter unless `WGLOSS_ALLOW_NO_ADAPTER=1`.
+fn device() -> Option<Device> {
+    static DEVICE: OnceLock<Option<Device>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| match wgloss_burn::init(Device::wgpu_options()) {
+            Ok(d) => Some(d),
+            Err(e) if std::env::var("WGLOSS_ALLOW_NO_ADAPTER").as_deref() == Ok("1") => {
+                eprintln!("SKIPPED (WGLOSS_ALLOW_NO_ADAPTER=1): no wgpu device: {e}");
+                None
+            }
+            Err(e) => {
+                panic!("no wgpu device for Burn ({e}); set WGLOSS_ALLOW_NO_ADAPTER=1 to skip")
+            }
+        })
+        .clone()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 values")
+}
+
+/// Fails unless `got` and `want` agree to `rel` relative plus `rel` of the largest
+/// magnitude in `want` (NaN matches NaN, an infinity the same infinity).
+fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f64) {
+    let tol = Tolerance::scaled(rel, rel, 1e-30, want);
+    if let Err(m) = tol.check(got, want) {
+        panic!("{what}: {m}");
+    }
+}
+
+/// A loss's value and its input's gradient, read back.
+type ValueAndGrad = (Vec<f32>, Vec<f32>);
+
+/// Our loss and Burn's on fresh leaves of the same values: (value, gradient) of each.
+fn both(
+    x: &Tensor<2>,
+    ours: impl Fn(Tensor<2>) -> Tensor<1>,
+    burns: impl Fn(Tensor<2>) -> Tensor<1>,
+) -> (ValueAndGrad, ValueAndGrad) {
+    let run = |f: &dyn Fn(Tensor<2>) -> Tensor<1>| {
+        let leaf = x.clone().detach().require_grad();
+        let loss = f(leaf.clone());
+        let grads = loss.backward();
+        let grad = leaf.grad(&grads).expect("a gradient for the input");
+        (values(loss), values(grad))
+    };
+    (run(&ours), run(&burns))
+}
+
+fn check_against_burn(
+    what: &str,
+    x: &Tensor<2>,
+    ours: impl Fn(Tensor<2>) -> Tensor<1>,
+    burns: impl Fn(Tensor<2>) -> Tensor<1>,
+) {
+    let ((v, g), (bv, bg)) = both(x, ours, burns);
+    assert_close(&format!("{what} value"), &v, &bv, 1e-5);
+    assert_close(&format!("{what} gradient"), &g, &bg, 1e-5);
+}
+
+#[test]
+fn elementwise_losses_match_burns() {
+    let Some(device) = device() else { return };
+    let device = device.autodiff();
+    let x = Tensor::<2>::random([257, 33], Distribution::Normal(0.0, 2.0), &device);
+    let y = Tensor::<2>::random([257, 33], Distribution::Normal(0.0, 2.0), &device);
+    check_against_burn(
+        "mse",
+        &x,
+        |x| wgloss_burn::mse(x, y.clone()).unwrap(),
+        |x| MseLoss::new().forward(x, y.clone(), BurnReduction::Mean),
+    );
+    check_against_burn(
+        "mse (sum)",
+        &x,
+        |x| {
+            Loss::new("mse")
+                .reduction(Reduction::Sum)
+                .forward(Operands::new(x).target(y.clone()))
+                .unwrap()
+        },
+        |x| MseLoss::new().forward(x, y.clone(), BurnReduction::Sum),
+    );
+    check_against_burn(
+        "huber",
+        &x,
+        |x| wgloss_burn::huber(x, y.clone(), 0.7).unwrap(),
+        |x| {
+            HuberLossConfig::new(0.7)
+                .init()
+                .forward(x, y.clone(), BurnReduction::Mean)
+        },
+    );
+    let labels = Tensor::<2, Int>::random([257, 33], Distribution::Uniform(0.0, 2.0), &device);
+    check_against_burn(
+        "bce_with_logits",
+        &x,
+        |x| wgloss_burn::bce_with_logits(x, labels.clone().float()).unwrap(),
+        |x| {
+            BinaryCrossEntropyLossConfig::new()
+                .with_logits(true)
+                .init(&device)
+                .forward(x, labels.clone())
+        },
+    );
+}
+
+#[test]
+fn class_losses_match_burns() {
+    let Some(device) = device() else { return };
+    let device = device.autodiff();
+    let (rows, classes) = (300, 37);
+    let x = Tensor::<2>::random([rows, classes], Distribution::Normal(0.0, 3.0), &device);
+    let y = Tensor::<1, Int>::random([rows], Distribution::Uniform(0.0, classes as f64), &device);
+    check_against_burn(
+        "cross_entropy",
+        &x,
+        |x| cross_entropy(x, y.clone(), &CrossEntropyOptions::default()).unwrap(),
+        |x| {
+            CrossEntropyLossConfig::new()
+                .init(&device)
+                .forward(x, y.clone())
+        },
+    );
+    check_against_burn(
+        "cross_entropy (label smoothing 0.1)",
+        &x,
+        |x| {
+            let options = CrossEntropyOptions {
+                label_smoothing: 0.1,
+                ..Default::default()
+            };
+            cross_entropy(x, y.clone(), &options).unwrap()
+        },
+        |x| {
+            CrossEntropyLossConfig::new()
+                .with_smoothing(Some(0.1))
+                .init(&device)
+                .forward(x, y.clone())
+        },
+    );
+    // Padding: Burn's pad token is PyTorch's (and wgloss's) ignore_index.
+    check_against_burn(
+        "cross_entropy (padding)",
+        &x,
+        |x| {
+            let options = CrossEntropyOptions {
+                ignore_index: Some(3),
+                ..Default::default()
+            };
+            cross_entropy(x, y.clone(), &options).unwrap()
+        },
+        |x| {
+            CrossEntropyLossConfig::new()
+                .with_pad_tokens(Some(vec![3]))
+                .init(&device)
+                .forward(x, y.clone())
+        },
+    );
+    let p = activation::softmax(
+        Tensor::<2>::random([rows, classes], Distribution::Normal(0.0, 1.0), &device),
+        1,
+    );
+    check_against_burn(
+        "kl_div (batchmean)",
+        &activation::log_softmax(x.clone(), 1),
+        |x| wgloss_burn::kl_div(x, p.clone()).unwrap(),
+        |x| {
+            KLDivLossConfig::new()
+                .init()
+                .forward(x, p.clone(), BurnReduction::BatchMean)
+        },
+    );
+}
+
+/// A Burn tensor of a host tensor's values and shape (ranks 1 to 3).
+fn add_operand(ops: Operands, operand: Operand, t: &HostTensor, device: &Device) -> Operands {
+    let shape = t.shape.clone();
+    match &t.data {
+        HostData::I32(_) | HostData::I64(_) => {
+            let ints: Vec<i64> = match &t.data {
+                HostData::I32(v) => v.iter().map(|&i| i as i64).collect(),
+                HostData::I64(v) => v.clone(),
+                _ => unreachable!(),
+            };
+            let data = TensorData::new(ints, shape.clone());
+            match shape.len() {
+                1 => ops.int(operand, Tensor::<1, Int>::from_data(data, device)),
+                2 => ops.int(operand, Tensor::<2, Int>::from_data(data, device)),
+                r => panic!("integer operand of rank {r}"),
+            }
+        }
+        data => {
+            let data = TensorData::new(data.to_f32(), shape.clone());
+            let leaf = |t: Tensor<3>| t;
+            match shape.len() {
+                1 => ops.float(operand, Tensor::<1>::from_data(data, device).require_grad()),
+                2 => ops.float(operand, Tensor::<2>::from_data(data, device).require_grad()),
+                3 => ops.float(
+                    operand,
+                    leaf(Tensor::<3>::from_data(data, device)).require_grad(),
+                ),
+                r => panic!("float operand of rank {r}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn every_loss_matches_the_cpu_path() {
+    let Some(device) = device() else { return };
+    let device = device.autodiff();
+    let size = SampleSize {
+        n: 1000,
+        shapes: vec![vec![37, 12]],
+        dtype: DType::F32,
+    };
+    let mut checked = 0;
+    for (family, info) in all_losses() {
+        for call in family.samples(info, &size, 7, false) {
+            let want = family.cpu(&call).expect("the CPU path");
+            let input = call.get(Operand::Input).expect("an input");
+            let mut loss = Loss::new(&call.loss);
+            for (k, v) in &call.options {
+                loss = loss.option(k, v);
+            }
+            if let Some(r) = call.reduction {
+                loss = loss.reduction(r);
+            }
+            // Operands as leaves of one graph, the input first.
+            let rank = input.shape.len();
+            let x = TensorData::new(input.data.to_f32(), input.shape.clone());
+            let label = format!("{} {:?}", call.loss, call.options);
+            let (value, grad) = match rank {
+                1 => {
+                    let leaf = Tensor::<1>::from_data(x, &device).require_grad();
+                    let mut ops = Operands::new(leaf.clone());
+                    for (o, t) in call.operands.iter().filter(|(o, _)| **o != Operand::Input) {
+                        ops = add_operand(ops, *o, t, &device);
+                    }
+                    let (v, g) = forward_backward::<1, 1>(&loss, ops, &leaf, &want.loss.shape);
+                    (v, g)
+                }
+                2 => {
+                    let leaf = Tensor::<2>::from_data(x, &device).require_grad();
+                    let mut ops = Operands::new(leaf.clone());
+                    for (o, t) in call.operands.iter().filter(|(o, _)| **o != Operand::Input) {
+                        ops = add_operand(ops, *o, t, &device);
+                    }
+                    forward_backward::<2, 2>(&loss, ops, &leaf, &want.loss.shape)
+                }
+                r => panic!("{label}: input of rank {r}"),
+            };
+            let want_value = want.loss.data.to_f32();
+            assert_close(&format!("{label} value"), &value, &want_value, 2e-5);
+            if let Some(g) = want.grad(Operand::Input) {
+                assert_close(&format!("{label} gradient"), &grad, &g.data.to_f32(), 2e-5);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} calls checked");
+}
+
+/// The loss of `ops` (rank 1 when reduced, else the CPU loss's rank `L`) and the gradient of
+/// `leaf` through `backward()` of its sum.
+fn forward_backward<const D: usize, const L: usize>(
+    loss: &Loss,
+    ops: Operands,
+    leaf: &Tensor<D>,
+    loss_shape: &[usize],
+) -> (Vec<f32>, Vec<f32>) {
+    let (value, total) = match loss_shape.len() {
+        0 => {
+            let v: Tensor<1> = loss.forward(ops).expect("the loss");
+            (v.clone(), v.sum())
+        }
+        1 => {
+            let v: Tensor<1> = loss.forward(ops).expect("the loss");
+            (v.clone(), v.sum())
+        }
+        _ => {
+            let v: Tensor<L> = loss.forward(ops).expect("the loss");
+            let flat: Tensor<1> = v.clone().flatten(0, L - 1);
+            (flat, v.sum())
+        }
+    };
+    let grads = total.backward();
+    let grad = leaf.grad(&grads).map(values).unwrap_or_default();
+    (values(value), grad)
+}
+
+#[test]
+fn a_class_index_out_of_range_is_an_error() {
+    let Some(device) = device() else { return };
+    let x = Tensor::<2>::random([8, 5], Distribution::Normal(0.0, 1.0), &device);
+    let y = Tensor::<1, Int>::from_ints([0, 1, 2, 3, 4, 5, 0, 1], &device);
+    let e = cross_entropy(x, y, &CrossEntropyOptions::default()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(
+            e,
+            wgloss_burn::Error::Wgloss(wgloss::Error::ClassIndex { row: 5, .. })
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn without_autodiff_the_loss_is_the_same() {
+    let Some(device) = device() else { return };
+    let x = Tensor::<2>::random([64, 10], Distribution::Normal(0.0, 1.0), &device);
+    let y = Tensor::<1, Int>::random([64], Distribution::Uniform(0.0, 10.0), &device);
+    let ours = cross_entropy(x.clone(), y.clone(), &CrossEntropyOptions::default()).unwrap();
+    let burns = CrossEntropyLossConfig::new().init(&device).forward(x, y);
+    assert_close("cross_entropy value", &values(ours), &values(burns), 1e-5);
+}
