@@ -25,6 +25,7 @@ fn device_call(call: &Call) -> DeviceCall {
         operands: call.operands.iter().map(|(o, t)| (*o, desc(t))).collect(),
         forward_only: false,
         shared_buffers: false,
+        in_place: false,
     }
 }
 
@@ -314,4 +315,72 @@ fn inputs_and_outputs_in_one_buffer_need_the_shared_buffers_plan() {
     }
     // The inputs were not touched.
     assert_eq!(ctx.read_f32(&page, 0, n).unwrap(), x);
+}
+
+#[test]
+fn in_place_writes_the_gradient_over_the_input_where_the_loss_can() {
+    let Some(ctx) = gpu() else { return };
+    let (rows, classes) = (37usize, 20usize);
+    let x: Vec<f32> = (0..rows * classes)
+        .map(|i| ((i * 7919) % 97) as f32 / 13.0 - 3.0)
+        .collect();
+    let y: Vec<i32> = (0..rows).map(|r| ((r * 5) % classes) as i32).collect();
+    let host = Call::new("cross_entropy")
+        .option("label_smoothing", 0.1)
+        .operand(
+            Operand::Input,
+            HostTensor::new(vec![rows, classes], HostData::F32(x.clone())),
+        )
+        .operand(
+            Operand::Target,
+            HostTensor::new(vec![rows], HostData::I32(y.clone())),
+        );
+    let want = find("cross_entropy").unwrap().0.cpu(&host).unwrap();
+    let mut call = device_call(&host);
+    call.in_place = true;
+    let (family, _) = find("cross_entropy").unwrap();
+    let plan = family.plan_device(&call, &ctx).unwrap();
+    assert!(plan.in_place);
+    assert_eq!(plan.output(Operand::GradInput), None, "no gradient buffer");
+    let input = buffer(&ctx, 4 * x.len() as u64);
+    ctx.queue()
+        .write_buffer(&input, 0, bytemuck::cast_slice(&x));
+    let target = buffer(&ctx, 4 * rows as u64);
+    ctx.queue()
+        .write_buffer(&target, 0, bytemuck::cast_slice(&y));
+    let loss = buffer(&ctx, 4);
+    let bound = plan
+        .plan
+        .bind(
+            &OperandBuffers::new()
+                .with(Operand::Input, BufferRange::new(&input, 0))
+                .with(Operand::Target, BufferRange::new(&target, 0))
+                .with(Operand::Loss, BufferRange::new(&loss, 0)),
+        )
+        .unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    bound.record(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let grad = ctx.read_f32(&input, 0, x.len()).unwrap();
+    let want_grad = want.grad(Operand::Input).unwrap().data.to_f32();
+    let tol = Tolerance::scaled(1e-5, 1e-5, 1e-6, &want_grad);
+    tol.check(&grad, &want_grad).unwrap();
+    let value = ctx.read_f32(&loss, 0, 1).unwrap();
+    Tolerance::new(1e-5, 1e-6)
+        .check(&value, &want.loss.data.to_f32())
+        .unwrap();
+    // multilabel_margin's gradient reads other logits of its row: not in place.
+    let mm = DeviceCall {
+        in_place: true,
+        ..DeviceCall::new("multilabel_margin")
+            .operand(Operand::Input, TensorDesc::new([4, 5], DType::F32))
+            .operand(Operand::Target, TensorDesc::new([4, 5], ElemType::I32))
+    };
+    let plan = find("multilabel_margin")
+        .unwrap()
+        .0
+        .plan_device(&mm, &ctx)
+        .unwrap();
+    assert!(!plan.in_place);
+    assert!(plan.output(Operand::GradInput).is_some());
 }

@@ -102,6 +102,11 @@ pub struct DeviceCall {
     /// ([`crate::gpu::PlanSpec::inputs_writable`]). Set it only when it happens: read-only
     /// inputs are the faster path on some GPUs.
     pub shared_buffers: bool,
+    /// Asks for the gradient of `input` to be written over the input (no gradient buffer:
+    /// forward and backward in the memory of the input alone), where the loss can: the
+    /// class family's losses but `multilabel_margin`; elsewhere the request is not taken.
+    /// [`DevicePlan::in_place`] says whether it was.
+    pub in_place: bool,
 }
 
 impl DeviceCall {
@@ -218,6 +223,8 @@ pub struct DevicePlan {
     /// Every output operand with its shape and element type: `loss` (`f32`, shape `[]` when
     /// reduced), the gradients (in the input's storage type), and the family's extras.
     pub outputs: Vec<(Operand, TensorDesc)>,
+    /// The gradient of `input` is written over the input ([`DeviceCall::in_place`]).
+    pub in_place: bool,
 }
 
 impl std::fmt::Debug for DevicePlan {
@@ -243,7 +250,11 @@ impl DevicePlan {
         for g in grads {
             outputs.push((*g, TensorDesc::new(input_shape.to_vec(), dtype)));
         }
-        DevicePlan { plan, outputs }
+        DevicePlan {
+            plan,
+            outputs,
+            in_place: false,
+        }
     }
 
     /// The description of output `operand`, if the plan writes it.

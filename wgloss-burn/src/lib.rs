@@ -44,6 +44,14 @@
 //! `input - target` with a zero target for that). The backward multiplies the kept gradient
 //! by the incoming one (one elementwise Burn kernel).
 //!
+//! ## Memory
+//!
+//! Under autodiff, when nothing else holds the logits (the usual `loss(model.forward(x), y)`),
+//! a class loss (all but `multilabel_margin`) writes its gradient over the logits: forward
+//! and backward in the logits' memory alone, where Burn's cross-entropy keeps its softmax and
+//! its gradient beside them. Burn's own rule decides (the tensor's handle is not shared), so a
+//! tensor the caller still holds is never written. [`in_place_calls`] counts it.
+//!
 //! ## Checked targets
 //!
 //! Class indices out of range are found by the kernels; with [`Loss::check`] on (the
@@ -66,6 +74,7 @@ use burn_backend::ops::FloatTensorOps;
 use burn_backend::tensor::FloatTensor;
 use burn_backend::{Shape, TensorMetadata};
 use burn_cubecl::Cube;
+use burn_dispatch::{DispatchAutodiffContext, GradientCheckpointingStrategy};
 
 pub use device::{init, init_with, with_context};
 pub use wgloss::{Operand, Reduction};
@@ -114,23 +123,31 @@ pub struct Operands {
     errors: Vec<Error>,
 }
 
+/// The autodiff context of a tensor, from its dispatch form (moved, not cloned: a clone
+/// would keep the memory from being written in place).
 fn float_arg<const D: usize>(operand: Operand, t: Tensor<D>) -> Result<FloatArg, Error> {
-    if let Ok(p) = t.clone().try_into_primitive::<Autodiff<Cube>>() {
-        return Ok(FloatArg::Tracked(p));
+    let dispatch = t.into_dispatch();
+    let context = dispatch.autodiff;
+    let t = Tensor::<D>::from_dispatch(dispatch);
+    let not_wgpu = |e| {
+        Error::Device(format!(
+            "{operand} is not a tensor of Burn's wgpu backend ({e:?})"
+        ))
+    };
+    match context {
+        DispatchAutodiffContext::Disabled => t
+            .try_into_primitive::<Cube>()
+            .map(FloatArg::Plain)
+            .map_err(not_wgpu),
+        DispatchAutodiffContext::Enabled(GradientCheckpointingStrategy::Balanced) => t
+            .try_into_primitive::<Autodiff<Cube, BalancedCheckpointing>>()
+            .map(FloatArg::Balanced)
+            .map_err(not_wgpu),
+        DispatchAutodiffContext::Enabled(_) => t
+            .try_into_primitive::<Autodiff<Cube>>()
+            .map(FloatArg::Tracked)
+            .map_err(not_wgpu),
     }
-    if let Ok(p) = t
-        .clone()
-        .try_into_primitive::<Autodiff<Cube, BalancedCheckpointing>>()
-    {
-        return Ok(FloatArg::Balanced(p));
-    }
-    t.try_into_primitive::<Cube>()
-        .map(FloatArg::Plain)
-        .map_err(|e| {
-            Error::Device(format!(
-                "{operand} is not a tensor of Burn's wgpu backend ({e:?})"
-            ))
-        })
 }
 
 fn int_arg<const D: usize>(operand: Operand, t: Tensor<D, Int>) -> Result<Prim, Error> {
@@ -149,20 +166,23 @@ fn int_arg<const D: usize>(operand: Operand, t: Tensor<D, Int>) -> Result<Prim, 
             })
         }
     };
-    if let Ok(p) = t.clone().try_into_primitive::<Autodiff<Cube>>() {
-        return Ok(p);
-    }
-    if let Ok(p) = t
-        .clone()
-        .try_into_primitive::<Autodiff<Cube, BalancedCheckpointing>>()
-    {
-        return Ok(p);
-    }
-    t.try_into_primitive::<Cube>().map_err(|e| {
+    let dispatch = t.into_dispatch();
+    let context = dispatch.autodiff;
+    let t = Tensor::<D, Int>::from_dispatch(dispatch);
+    let not_wgpu = |e| {
         Error::Device(format!(
             "{operand} is not a tensor of Burn's wgpu backend ({e:?})"
         ))
-    })
+    };
+    match context {
+        DispatchAutodiffContext::Disabled => t.try_into_primitive::<Cube>().map_err(not_wgpu),
+        DispatchAutodiffContext::Enabled(GradientCheckpointingStrategy::Balanced) => t
+            .try_into_primitive::<Autodiff<Cube, BalancedCheckpointing>>()
+            .map_err(not_wgpu),
+        DispatchAutodiffContext::Enabled(_) => {
+            t.try_into_primitive::<Autodiff<Cube>>().map_err(not_wgpu)
+        }
+    }
 }
 
 impl Operands {
@@ -322,6 +342,8 @@ impl Loss {
             reduction: self.reduction,
             forward_only,
             check: self.check,
+            // Only a gradient kept for the backward can live in the input's memory.
+            in_place: !forward_only,
         }
     }
 
@@ -385,6 +407,14 @@ impl Loss {
             ))),
         }
     }
+}
+
+/// How many calls so far wrote the gradient over the input (the logits) instead of into a
+/// buffer of its own: what happens under autodiff when nothing else holds the logits (the
+/// usual `loss(model.forward(x), y)`), for the class losses but `multilabel_margin`. A
+/// diagnostic: the saving is one logits-sized buffer per call.
+pub fn in_place_calls() -> usize {
+    run::IN_PLACE_CALLS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 fn mixed() -> Error {

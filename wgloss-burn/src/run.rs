@@ -7,6 +7,7 @@ use burn_cubecl::fusion::FusionCubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
+use burn_fusion::client::GlobalFusionClient;
 use burn_fusion::stream::StreamId;
 use burn_fusion::{FusionTensor, NoOp};
 use burn_ir::{BackendIr, InitOperationIr, OperationIr, OperationOutput};
@@ -16,6 +17,12 @@ use wgloss::{BufferRange, DType, Operand, OperandBuffers, Reduction};
 
 use crate::device::shared;
 use crate::Error;
+
+/// Calls that wrote the gradient over the input ([`crate::in_place_calls`]).
+pub(crate) static IN_PLACE_CALLS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+type FusionClient = GlobalFusionClient<FusionCubeRuntime>;
 
 /// A tensor of Burn's wgpu backend (fused): the primitive under a float or int `Tensor`.
 pub(crate) type Prim = FusionTensor<FusionCubeRuntime>;
@@ -30,6 +37,9 @@ pub(crate) struct Request<'a> {
     pub forward_only: bool,
     /// Read the plan's status back (a class index out of range) before returning.
     pub check: bool,
+    /// Write the input's gradient over the input where the loss can and nothing else holds
+    /// the input's memory (Burn's own rule for in-place operations).
+    pub in_place: bool,
 }
 
 /// A float operand or class indices.
@@ -73,8 +83,7 @@ fn resolve(arg: Arg) -> CubeTensor {
 }
 
 /// A cubecl tensor made a fused one again (what Burn's `float_from_data` does).
-fn wrap(cube: CubeTensor, like: &Prim) -> Prim {
-    let client = like.client.clone();
+fn wrap(cube: CubeTensor, client: &FusionClient) -> Prim {
     let shape = cube.shape();
     let dtype = cube.dtype;
     let handle = <CubeBackend as BackendIr>::float_tensor_handle(cube);
@@ -91,20 +100,28 @@ fn wrap(cube: CubeTensor, like: &Prim) -> Prim {
 /// Runs `request` on `args` (all on one device made by [`crate::init`]); gives every output
 /// of the plan as a tensor: the loss first (`[1]` when reduced), then the gradients.
 pub(crate) fn run(request: &Request<'_>, args: Vec<Arg>) -> Result<Vec<(Operand, Prim)>, Error> {
-    let like = args.first().map(|a| a.prim.clone()).ok_or(Error::Wgloss(
-        wgloss::Error::MissingOperand {
+    // The fusion client, not a clone of a tensor: a second reference to the input would
+    // keep its memory from being written in place.
+    let fusion = args
+        .first()
+        .map(|a| a.prim.client.clone())
+        .ok_or(Error::Wgloss(wgloss::Error::MissingOperand {
             loss: "wgloss",
             operand: Operand::Input,
-        },
-    ))?;
+        }))?;
     let mut call = DeviceCall::new(request.loss);
     call.options = request.options.to_vec();
     call.reduction = request.reduction;
     call.forward_only = request.forward_only;
+    let mut in_place_input = None;
     let mut inputs = Vec::with_capacity(args.len());
     for arg in args {
         let (operand, int) = (arg.operand, arg.int);
         let cube = resolve(arg);
+        if operand == Operand::Input && request.in_place && cube.can_mut() {
+            call.in_place = true;
+            in_place_input = Some(cube.clone());
+        }
         let elem = elem_of(operand, cube.dtype, int)?;
         call.operands
             .insert(operand, TensorDesc::new(cube.shape().to_vec(), elem));
@@ -177,12 +194,18 @@ pub(crate) fn run(request: &Request<'_>, args: Vec<Arg>) -> Result<Vec<(Operand,
             .flush()
             .map_err(|e| Error::Burn(format!("flush: {e:?}")))?;
     }
-    // Burn's pool puts many tensors in one page (one wgpu::Buffer): where an output landed
-    // in an input's page, the plan whose bindings are all read_write is used.
-    let (ins, outs) = resources.split_at(inputs.len());
-    let shares = outs.iter().any(|(_, o)| {
-        ins.iter()
-            .any(|(_, i)| i.resource().buffer == o.resource().buffer)
+    // Burn's pool puts many tensors in one page (one wgpu::Buffer): where an output (or the
+    // input written in place) landed in another operand's page, the plan whose bindings are
+    // all read_write is used.
+    let written = |operand: Operand| {
+        (plan.in_place && operand == Operand::Input) || plan.output(operand).is_some()
+    };
+    let shares = resources.iter().enumerate().any(|(i, (a, ra))| {
+        written(*a)
+            && resources
+                .iter()
+                .enumerate()
+                .any(|(j, (_, rb))| i != j && ra.resource().buffer == rb.resource().buffer)
     });
     if shares {
         call.shared_buffers = true;
@@ -214,8 +237,14 @@ pub(crate) fn run(request: &Request<'_>, args: Vec<Arg>) -> Result<Vec<(Operand,
             }
         }
     }
+    let mut outputs = outputs;
+    if let (true, Some(input)) = (plan.in_place, in_place_input) {
+        // The input's memory now holds its gradient.
+        outputs.push((Operand::GradInput, input));
+        IN_PLACE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(outputs
         .into_iter()
-        .map(|(operand, t)| (operand, wrap(t, &like)))
+        .map(|(operand, t)| (operand, wrap(t, &fusion)))
         .collect())
 }

@@ -335,3 +335,35 @@ fn without_autodiff_the_loss_is_the_same() {
     let burns = CrossEntropyLossConfig::new().init(&device).forward(x, y);
     assert_close("cross_entropy value", &values(ours), &values(burns), 1e-5);
 }
+
+#[test]
+fn logits_nothing_else_holds_take_their_gradient_in_place() {
+    let Some(device) = device() else { return };
+    let device = device.autodiff();
+    let (rows, classes) = (256, 50);
+    let x = Tensor::<2>::random([rows, classes], Distribution::Normal(0.0, 2.0), &device);
+    let y = Tensor::<1, Int>::random([rows], Distribution::Uniform(0.0, classes as f64), &device);
+    let before = wgloss_burn::in_place_calls();
+    // The logits are a product nothing else holds, as `model.forward(x)` is.
+    check_against_burn(
+        "cross_entropy (in place)",
+        &x,
+        |x| {
+            cross_entropy(
+                x.mul_scalar(1.5),
+                y.clone(),
+                &CrossEntropyOptions::default(),
+            )
+            .unwrap()
+        },
+        |x| {
+            CrossEntropyLossConfig::new()
+                .init(&device)
+                .forward(x.mul_scalar(1.5), y.clone())
+        },
+    );
+    assert!(
+        wgloss_burn::in_place_calls() > before,
+        "the gradient was not written over the logits"
+    );
+}

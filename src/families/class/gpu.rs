@@ -492,6 +492,11 @@ impl ClassGpuLayout {
     }
 }
 
+/// Whether the loss's gradient can be written over the logits ([`ClassGpuLayout::in_place`]).
+pub(crate) fn in_place_safe(loss: &ClassLoss) -> bool {
+    row_loss(loss).in_place_safe()
+}
+
 /// The GPU identity of a class loss.
 fn row_loss(loss: &ClassLoss) -> RowLoss {
     match loss {

@@ -534,6 +534,7 @@ impl Family for ClassFamily {
         layout.weight = call.get(Operand::Weight).is_some();
         layout.grad_output = call.get(Operand::GradOutput).is_some();
         layout.write_grad = !call.forward_only;
+        layout.in_place = call.in_place && layout.write_grad && gpu::in_place_safe(&spec.loss);
         let (mut plan, _) = gpu::plan(&spec, &layout, ctx.launch())?;
         plan.inputs_writable = call.shared_buffers;
         let loss_shape = if spec.reduction.is_reduced() {
@@ -543,18 +544,20 @@ impl Family for ClassFamily {
         } else {
             vec![rows]
         };
-        let grads: &[Operand] = if layout.write_grad {
+        let grads: &[Operand] = if layout.write_grad && !layout.in_place {
             &[Operand::GradInput]
         } else {
             &[]
         };
-        Ok(DevicePlan::new(
+        let mut device_plan = DevicePlan::new(
             ctx.prepare_plan(plan)?,
             loss_shape,
             grads,
             &input.shape,
             dtype,
-        ))
+        );
+        device_plan.in_place = layout.in_place;
+        Ok(device_plan)
     }
 
     fn status_error(&self, call: &DeviceCall, status: &[u32]) -> Option<Error> {
