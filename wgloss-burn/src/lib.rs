@@ -482,13 +482,15 @@ fn scaled(grad: Prim, dy: Prim) -> Prim {
 }
 
 /// Cross-entropy's options (PyTorch's `cross_entropy`): reduction (mean), label smoothing,
-/// the ignored class index, per-class weights.
+/// the ignored class index, per-class weights; and whether to wait for the kernels' verdict
+/// on the class indices ([`Loss::check`]; `unchecked: true` keeps the call asynchronous).
 #[derive(Clone, Debug, Default)]
 pub struct CrossEntropyOptions {
     pub reduction: Option<Reduction>,
     pub label_smoothing: f32,
     pub ignore_index: Option<i64>,
     pub weight: Option<Tensor<1>>,
+    pub unchecked: bool,
 }
 
 /// Cross-entropy of `logits` `[rows, classes]` against class indices `targets` `[rows]`:
@@ -504,7 +506,9 @@ pub fn cross_entropy(
     targets: Tensor<1, Int>,
     options: &CrossEntropyOptions,
 ) -> Result<Tensor<1>, Error> {
-    let mut loss = Loss::new("cross_entropy").option("label_smoothing", options.label_smoothing);
+    let mut loss = Loss::new("cross_entropy")
+        .option("label_smoothing", options.label_smoothing)
+        .check(!options.unchecked);
     if let Some(i) = options.ignore_index {
         loss = loss.option("ignore_index", i);
     }
