@@ -367,3 +367,44 @@ fn logits_nothing_else_holds_take_their_gradient_in_place() {
         "the gradient was not written over the logits"
     );
 }
+
+#[test]
+fn bf16_and_f16_tensors_are_computed_in_their_storage_type() {
+    let Some(device) = device() else { return };
+    let device = device.autodiff();
+    let (rows, classes) = (96, 40);
+    let x32 = Tensor::<2>::random([rows, classes], Distribution::Normal(0.0, 2.0), &device);
+    let y = Tensor::<1, Int>::random([rows], Distribution::Uniform(0.0, classes as f64), &device);
+    for dtype in [
+        burn::tensor::FloatDType::BF16,
+        burn::tensor::FloatDType::F16,
+    ] {
+        // The oracle: the same (rounded) logits in f32.
+        let x = x32.clone().cast(dtype).detach();
+        let oracle = x.clone().cast(burn::tensor::FloatDType::F32).require_grad();
+        let want =
+            cross_entropy(oracle.clone(), y.clone(), &CrossEntropyOptions::default()).unwrap();
+        let want_grad = values(oracle.grad(&want.backward()).unwrap());
+        let leaf = x.require_grad();
+        let got = cross_entropy(leaf.clone(), y.clone(), &CrossEntropyOptions::default()).unwrap();
+        let grad = leaf.grad(&got.backward()).unwrap();
+        assert_eq!(
+            grad.dtype(),
+            burn::tensor::DType::from(dtype),
+            "{dtype:?} gradient"
+        );
+        assert_close(
+            &format!("{dtype:?} value"),
+            &values(got),
+            &values(want),
+            1e-5,
+        );
+        // The gradient is rounded to the storage type once.
+        assert_close(
+            &format!("{dtype:?} gradient"),
+            &values(grad),
+            &want_grad,
+            1e-2,
+        );
+    }
+}
