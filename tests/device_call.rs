@@ -315,6 +315,23 @@ fn inputs_and_outputs_in_one_buffer_need_the_shared_buffers_plan() {
     }
     // The inputs were not touched.
     assert_eq!(ctx.read_f32(&page, 0, n).unwrap(), x);
+    // Ranges that overlap are still refused.
+    let overlapping = OperandBuffers::new()
+        .with(Operand::Input, BufferRange::new(&page, 0))
+        .with(Operand::Target, BufferRange::new(&page, stride))
+        .with(Operand::GradInput, BufferRange::new(&page, stride))
+        .with(Operand::Loss, BufferRange::new(&loss, 0));
+    let e = plan.plan.bind(&overlapping).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Buffer {
+                operand: Operand::GradInput,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]

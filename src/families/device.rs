@@ -221,7 +221,7 @@ impl DeviceCall {
 pub struct DevicePlan {
     pub plan: LossPlan,
     /// Every output operand with its shape and element type: `loss` (`f32`, shape `[]` when
-    /// reduced), the gradients (in the input's storage type), and the family's extras.
+    /// reduced) and the gradients (in the input's storage type).
     pub outputs: Vec<(Operand, TensorDesc)>,
     /// The gradient of `input` is written over the input ([`DeviceCall::in_place`]).
     pub in_place: bool,

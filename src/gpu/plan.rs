@@ -524,6 +524,39 @@ impl LossPlan {
             })?;
             range.check(slot.operand, slot.bytes(self.storage), self.storage_align)?;
         }
+        // A plan whose inputs are declared writable may put an output in an input's buffer,
+        // at a range of its own.
+        if self.inputs_writable {
+            let range = |s: &OperandSlot| {
+                buffers.get(s.operand).map(|r| {
+                    let start = r.offset;
+                    (r.buffer, start, start + s.bytes(self.storage))
+                })
+            };
+            for w in self
+                .operands
+                .iter()
+                .filter(|s| s.access == Access::ReadWrite)
+            {
+                let Some((wb, ws, we)) = range(w) else {
+                    continue;
+                };
+                for o in self.operands.iter().filter(|s| s.operand != w.operand) {
+                    if let Some((ob, os, oe)) = range(o) {
+                        if ob == wb && ws < oe && os < we {
+                            let written = w.operand.grad().unwrap_or(w.operand);
+                            return Err(Error::Buffer {
+                                operand: written,
+                                problem: format!(
+                                    "overlaps {} in the same buffer (bytes {ws}..{we} and {os}..{oe})",
+                                    o.operand
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        }
         // A dispatch cannot bind one buffer both read-only and writable (a plan whose
         // inputs are declared writable may share: its caller keeps the ranges apart).
         for w in self

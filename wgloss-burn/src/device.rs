@@ -75,7 +75,8 @@ pub(crate) fn cube_device(device: &Device) -> Option<CubeDevice> {
 ///
 /// # Errors
 /// [`Error::Init`] when Burn cannot initialise the device (already initialised, no adapter),
-/// [`Error::Wgloss`] when wgloss cannot use it (a limit it needs).
+/// [`Error::Wgloss`] when wgloss cannot use it (a limit it needs). In that last case Burn's
+/// runtime is initialised all the same (Burn allows it once): use the device without wgloss.
 pub fn init(options: WgpuOptions) -> Result<Device, Error> {
     init_with(options, ContextOptions::default())
 }

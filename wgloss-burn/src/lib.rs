@@ -44,6 +44,14 @@
 //! `input - target` with a zero target for that). The backward multiplies the kept gradient
 //! by the incoming one (one elementwise Burn kernel).
 //!
+//! ## Types
+//!
+//! f32 and f16 tensors are computed in their own type (f32 arithmetic, the gradient stored
+//! in the input's type); the loss is f32. Other float operands (targets, weights) are cast to
+//! the input's type, and integer class indices to i32 on the device (values past i32 clamped,
+//! so that they stay out of range). Burn's wgpu backend has no bf16 kernels, so it makes no
+//! bf16 tensor; one would be refused by name.
+//!
 //! ## Memory
 //!
 //! Under autodiff, when nothing else holds the logits (the usual `loss(model.forward(x), y)`),
@@ -72,6 +80,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_autodiff::Autodiff;
 use burn_backend::ops::FloatTensorOps;
 use burn_backend::tensor::FloatTensor;
+use burn_backend::AutodiffBackend;
 use burn_backend::{Shape, TensorMetadata};
 use burn_cubecl::Cube;
 use burn_dispatch::{DispatchAutodiffContext, GradientCheckpointingStrategy};
@@ -94,10 +103,9 @@ pub enum Error {
     /// A tensor is not on a device [`init`] made (or not on a wgpu device at all).
     #[error("device: {0}")]
     Device(String),
-    /// A tensor's element type is not one wgloss stores (f32, f16, bf16; i32 or i64 indices).
-    #[error(
-        "{operand} is {dtype}; wgloss takes f32, f16 or bf16 floats and i32 or i64 class indices"
-    )]
+    /// A tensor's element type is not one wgloss-burn takes: f32 or f16 floats (Burn's wgpu
+    /// backend has no bf16 kernels), integer class indices.
+    #[error("{operand} is {dtype}; wgloss-burn takes f32 or f16 floats and integer class indices")]
     DType { operand: Operand, dtype: String },
     /// The loss has another rank than the tensor type asked for.
     #[error("the loss has shape {shape:?}, not the rank {rank} asked for")]
@@ -105,6 +113,9 @@ pub enum Error {
     /// Burn's runtime refused something (a resource, a flush).
     #[error("Burn's runtime: {0}")]
     Burn(String),
+    /// An operand that a call in Burn does not take.
+    #[error("{operand} {problem}")]
+    Operand { operand: Operand, problem: String },
 }
 
 /// A float operand as the call found it: on autodiff (one of Burn's two checkpointing
@@ -121,6 +132,8 @@ pub struct Operands {
     floats: Vec<(Operand, FloatArg)>,
     ints: Vec<(Operand, Prim)>,
     errors: Vec<Error>,
+    /// The input's float type, which the other float operands are cast to.
+    input_dtype: burn::tensor::DType,
 }
 
 /// The autodiff context of a tensor, from its dispatch form (moved, not cloned: a clone
@@ -151,14 +164,15 @@ fn float_arg<const D: usize>(operand: Operand, t: Tensor<D>) -> Result<FloatArg,
 }
 
 fn int_arg<const D: usize>(operand: Operand, t: Tensor<D, Int>) -> Result<Prim, Error> {
+    use burn::tensor::{DType, IntDType};
+    // Class indices as i32, on the device; values past i32 are clamped, not wrapped, so
+    // that they stay out of range and are reported.
+    let (low, high) = (i32::MIN as i64, i32::MAX as i64);
     let t = match t.dtype() {
-        burn::tensor::DType::I32 => t,
-        burn::tensor::DType::I64
-        | burn::tensor::DType::I16
-        | burn::tensor::DType::I8
-        | burn::tensor::DType::U32
-        | burn::tensor::DType::U16
-        | burn::tensor::DType::U8 => t.cast(burn::tensor::IntDType::I32),
+        DType::I32 => t,
+        DType::I16 | DType::I8 | DType::U16 | DType::U8 => t.cast(IntDType::I32),
+        DType::I64 => t.clamp(low, high).cast(IntDType::I32),
+        DType::U32 | DType::U64 => t.clamp_max(high).cast(IntDType::I32),
         other => {
             return Err(Error::DType {
                 operand,
@@ -192,12 +206,28 @@ impl Operands {
             floats: Vec::new(),
             ints: Vec::new(),
             errors: Vec::new(),
+            input_dtype: input.dtype(),
         }
         .float(Operand::Input, input)
     }
 
-    /// With the float operand `operand` (`Operand::Target`, `Operand::Weight`, ...).
+    /// With the float operand `operand` (`Operand::Target`, `Operand::Weight`, ...), cast
+    /// to the input's type where it has another (an f32 weight for f16 logits).
+    /// `grad_output` is not an operand here: the backward scales by the incoming gradient.
     pub fn float<const D: usize>(mut self, operand: Operand, t: Tensor<D>) -> Self {
+        // Outputs (the loss, the gradients) and grad_output, which backward() supplies.
+        if operand == Operand::Loss || operand.name().starts_with("grad_") {
+            self.errors.push(Error::Operand {
+                operand,
+                problem: "is not an operand of a call in Burn: the loss and the gradients are outputs, and backward() supplies the incoming gradient".into(),
+            });
+            return self;
+        }
+        let t = if operand != Operand::Input && t.dtype() != self.input_dtype {
+            t.cast(self.input_dtype)
+        } else {
+            t
+        };
         match float_arg(operand, t) {
             Ok(a) => self.floats.push((operand, a)),
             Err(e) => self.errors.push(e),
@@ -268,9 +298,12 @@ impl Loss {
     /// loss, of shape `[1]`). Under autodiff the result tracks the input (and `var`).
     ///
     /// # Errors
-    /// [`Error::Wgloss`] for a bad option, shape or type, or a class index out of range;
-    /// [`Error::Device`] for a tensor not on a device [`init`] made; [`Error::Rank`] when
-    /// the loss has another rank than `L`.
+    /// [`Error::Wgloss`] for a bad option, shape or type, a class index out of range, or a
+    /// GPU error; [`Error::Device`] for a tensor not on a device [`init`] made (or operands
+    /// on autodiff devices of two checkpointing strategies); [`Error::DType`] for a type
+    /// wgloss does not store; [`Error::Operand`] for an output given as an operand;
+    /// [`Error::Rank`] when the loss has another rank than `L`; [`Error::Burn`] for what
+    /// Burn's runtime refuses. What the [`Operands`] builder found wrong comes back here.
     pub fn forward<const L: usize>(&self, operands: Operands) -> Result<Tensor<L>, Error> {
         if let Some(e) = operands.errors.into_iter().next() {
             return Err(e);
@@ -306,7 +339,9 @@ impl Loss {
                     .into_iter()
                     .map(|(o, a)| match a {
                         FloatArg::Tracked(t) => Ok((o, t)),
-                        _ => Err(mixed()),
+                        // A tensor of the plain device: a constant of the graph.
+                        FloatArg::Plain(p) => Ok((o, Autodiff::<Cube>::from_inner(p))),
+                        FloatArg::Balanced(_) => Err(mixed()),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let out =
@@ -319,7 +354,10 @@ impl Loss {
                     .into_iter()
                     .map(|(o, a)| match a {
                         FloatArg::Balanced(t) => Ok((o, t)),
-                        _ => Err(mixed()),
+                        FloatArg::Plain(p) => {
+                            Ok((o, Autodiff::<Cube, BalancedCheckpointing>::from_inner(p)))
+                        }
+                        FloatArg::Tracked(_) => Err(mixed()),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let out = self.autodiff::<BalancedCheckpointing>(
@@ -418,7 +456,9 @@ pub fn in_place_calls() -> usize {
 }
 
 fn mixed() -> Error {
-    Error::Device("some operands are on an autodiff device and some are not".into())
+    Error::Device(
+        "the operands are on autodiff devices of two gradient-checkpointing strategies".into(),
+    )
 }
 
 fn push_ints(args: &mut Vec<Arg>, ints: Vec<(Operand, Prim)>) {
@@ -486,17 +526,25 @@ fn scaled(grad: Prim, dy: Prim) -> Prim {
 /// on the class indices ([`Loss::check`]; `unchecked: true` keeps the call asynchronous).
 #[derive(Clone, Debug, Default)]
 pub struct CrossEntropyOptions {
+    /// `None`: mean (over the weight of the counted rows).
     pub reduction: Option<Reduction>,
+    /// ε in `[0, 1]`.
     pub label_smoothing: f32,
+    /// Rows whose target is this index count for nothing. `None`: no row is ignored
+    /// (PyTorch's default is -100, which no class index equals either).
     pub ignore_index: Option<i64>,
+    /// One weight per class, `[classes]`, cast to the logits' type.
     pub weight: Option<Tensor<1>>,
+    /// Do not wait for the kernels' verdict on the class indices.
     pub unchecked: bool,
 }
 
-/// Cross-entropy of `logits` `[rows, classes]` against class indices `targets` `[rows]`:
-/// `−w[y] log softmax(x)[y]` per row with label smoothing ε mixing in
-/// `−(ε / C) Σ_c w[c] log softmax(x)[c]`; mean over the weight of the counted rows (PyTorch's
-/// `torch.nn.functional.cross_entropy`). Returns `[1]` (mean or sum) or `[rows]` (none).
+/// Cross-entropy of `logits` `[rows, classes]` against class indices `targets` `[rows]`
+/// (i32, or another integer type, converted on the device): per row, with `p = softmax(x)`,
+/// `−(1 − ε) w[y] log p[y] − (ε / C) Σ_c w[c] log p[c]`; the mean divides by the sum of
+/// `w[y]` over the rows not ignored (PyTorch's `torch.nn.functional.cross_entropy`). Returns
+/// `[1]` (mean or sum) or `[rows]` (none), `f32` whatever the logits' type; under autodiff it
+/// tracks the logits, whose gradient (PyTorch's) the same kernel writes.
 ///
 /// # Errors
 /// As [`Loss::forward`]: a class index out of range (not the ignored one) is
@@ -522,7 +570,8 @@ pub fn cross_entropy(
     loss.forward(ops)
 }
 
-/// Mean squared error `mean((x − y)²)` over every element (PyTorch's `mse_loss`, mean).
+/// Mean squared error `mean((x − y)²)` over every element (PyTorch's `mse_loss`, mean):
+/// `input` and `target` of one shape, the loss `[1]` (`f32`); gradient `2 (x − y) / N`.
 ///
 /// # Errors
 /// As [`Loss::forward`] (shapes that differ).
@@ -531,7 +580,7 @@ pub fn mse<const D: usize>(input: Tensor<D>, target: Tensor<D>) -> Result<Tensor
 }
 
 /// Huber loss with threshold `delta` (PyTorch's `huber_loss`, mean): `½ d²` for `|d| ≤ δ`,
-/// `δ (|d| − ½ δ)` beyond, `d = x − y`.
+/// `δ (|d| − ½ δ)` beyond, `d = x − y`; `input` and `target` of one shape, the loss `[1]`.
 ///
 /// # Errors
 /// As [`Loss::forward`] (`delta` ≤ 0, shapes that differ).
@@ -546,7 +595,8 @@ pub fn huber<const D: usize>(
 }
 
 /// Binary cross-entropy on logits `x` against targets `y` in `[0, 1]` (PyTorch's
-/// `binary_cross_entropy_with_logits`, mean): `max(x, 0) − x y + log(1 + e^−|x|)`.
+/// `binary_cross_entropy_with_logits`, mean): `max(x, 0) − x y + log(1 + e^−|x|)`, `input`
+/// and `target` of one shape, the loss `[1]`; gradient `(σ(x) − y) / N`.
 ///
 /// # Errors
 /// As [`Loss::forward`].
@@ -558,7 +608,8 @@ pub fn bce_with_logits<const D: usize>(
 }
 
 /// KL divergence of `target` probabilities `[rows, classes]` from the log-probabilities
-/// `input` (PyTorch's `kl_div`, `batchmean`: `Σ y (log y − x) / rows`).
+/// `input` (PyTorch's `kl_div`, `batchmean`: `Σ y (log y − x) / rows`, a term with `y = 0`
+/// counting 0), both `[rows, classes]`, the loss `[1]`; gradient `−y / rows`.
 ///
 /// # Errors
 /// As [`Loss::forward`].

@@ -24,6 +24,9 @@ pub(crate) static IN_PLACE_CALLS: std::sync::atomic::AtomicUsize =
 
 type FusionClient = GlobalFusionClient<FusionCubeRuntime>;
 
+/// Bytes of a plan's status (`[divisor, first bad row, its class index, 0]`).
+const STATUS_BYTES: u64 = 16;
+
 /// A tensor of Burn's wgpu backend (fused): the primitive under a float or int `Tensor`.
 pub(crate) type Prim = FusionTensor<FusionCubeRuntime>;
 
@@ -53,7 +56,12 @@ fn elem_of(operand: Operand, dtype: BurnDType, int: bool) -> Result<ElemType, Er
     match dtype {
         BurnDType::F32 => Ok(ElemType::Float(DType::F32)),
         BurnDType::F16 => Ok(ElemType::Float(DType::F16)),
-        BurnDType::BF16 => Ok(ElemType::Float(DType::Bf16)),
+        // Burn's wgpu backend compiles no bf16 kernel (cubecl's WGSL: UnsupportedType
+        // "cube.bf16"): Burn cannot make such a tensor there, nor scale its gradient.
+        BurnDType::BF16 => Err(Error::DType {
+            operand,
+            dtype: "BF16, which Burn's wgpu backend has no kernels for".into(),
+        }),
         BurnDType::I32 if int => Ok(ElemType::I32),
         other => Err(Error::DType {
             operand,
@@ -117,24 +125,47 @@ pub(crate) fn run(request: &Request<'_>, args: Vec<Arg>) -> Result<Vec<(Operand,
     let mut inputs = Vec::with_capacity(args.len());
     for arg in args {
         let (operand, int) = (arg.operand, arg.int);
+        // The type first: a tensor wgloss does not take is not resolved (nor copied).
+        let elem = elem_of(operand, arg.prim.dtype, int)?;
         let cube = resolve(arg);
-        if operand == Operand::Input && request.in_place && cube.can_mut() {
-            call.in_place = true;
-            in_place_input = Some(cube.clone());
-        }
-        let elem = elem_of(operand, cube.dtype, int)?;
         call.operands
             .insert(operand, TensorDesc::new(cube.shape().to_vec(), elem));
         inputs.push((operand, cube));
     }
+    let client = inputs[0].1.client.clone();
+    // Burn's queued work on the operands goes to the queue (their own streams' too), so that
+    // no binding of theirs is left pending in an encoder.
+    let mut streams: Vec<_> = inputs.iter().map(|(_, t)| t.handle.stream).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let flush_all = || -> Result<(), Error> {
+        client
+            .flush()
+            .map_err(|e| Error::Burn(format!("flush: {e:?}")))?;
+        for stream in &streams {
+            let mut other = client.clone();
+            // SAFETY: flushing another stream of the same client only submits its encoder.
+            unsafe { other.set_stream(*stream) };
+            other
+                .flush()
+                .map_err(|e| Error::Burn(format!("flush: {e:?}")))?;
+        }
+        Ok(())
+    };
+    flush_all()?;
+    // Burn's own rule for writing in place (no other handle), and no binding out (work
+    // recorded on another stream that still reads it).
+    if let Some((_, cube)) = inputs.iter().find(|(o, _)| *o == Operand::Input) {
+        if request.in_place && cube.can_mut() && !cube.handle.memory.is_bound() {
+            call.in_place = true;
+            in_place_input = Some(cube.clone());
+        }
+    }
     let device = inputs[0].1.device.clone();
-    if let Some((operand, _)) = inputs.iter().find(|(_, t)| t.device != device) {
+    if let Some((operand, t)) = inputs.iter().find(|(_, t)| t.device != device) {
         return Err(Error::Device(format!(
             "{operand} is on {:?}, the input on {device:?}",
-            inputs
-                .iter()
-                .find(|(o, _)| o == operand)
-                .map(|(_, t)| &t.device)
+            t.device
         )));
     }
     let shared = shared(&device).ok_or_else(|| {
@@ -143,7 +174,6 @@ pub(crate) fn run(request: &Request<'_>, args: Vec<Arg>) -> Result<Vec<(Operand,
         ))
     })?;
     let mut plan = shared.plan(&call)?;
-    let client = inputs[0].1.client.clone();
 
     // The outputs, allocated by Burn on its device.
     let outputs: Vec<(Operand, CubeTensor)> = plan
@@ -181,31 +211,19 @@ pub(crate) fn run(request: &Request<'_>, args: Vec<Arg>) -> Result<Vec<(Operand,
                 .map_err(|e| Error::Burn(format!("{operand}: {e:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut streams: Vec<_> = inputs.iter().map(|(_, t)| t.handle.stream).collect();
-    streams.dedup();
-    client
-        .flush()
-        .map_err(|e| Error::Burn(format!("flush: {e:?}")))?;
-    for stream in streams {
-        let mut other = client.clone();
-        // SAFETY: flushing another stream of the same client only submits its encoder.
-        unsafe { other.set_stream(stream) };
-        other
-            .flush()
-            .map_err(|e| Error::Burn(format!("flush: {e:?}")))?;
-    }
+    flush_all()?;
     // Burn's pool puts many tensors in one page (one wgpu::Buffer): where an output (or the
-    // input written in place) landed in another operand's page, the plan whose bindings are
-    // all read_write is used.
+    // input written in place) landed in the page of an operand that is only read, the plan
+    // whose bindings are all read_write is used (wgpu refuses one buffer bound read-only and
+    // writable in one dispatch; two writable bindings of one buffer are fine).
     let written = |operand: Operand| {
         (plan.in_place && operand == Operand::Input) || plan.output(operand).is_some()
     };
-    let shares = resources.iter().enumerate().any(|(i, (a, ra))| {
+    let shares = resources.iter().any(|(a, ra)| {
         written(*a)
             && resources
                 .iter()
-                .enumerate()
-                .any(|(j, (_, rb))| i != j && ra.resource().buffer == rb.resource().buffer)
+                .any(|(b, rb)| !written(*b) && ra.resource().buffer == rb.resource().buffer)
     });
     if shares {
         call.shared_buffers = true;
@@ -218,23 +236,46 @@ pub(crate) fn run(request: &Request<'_>, args: Vec<Arg>) -> Result<Vec<(Operand,
     }
     let bound = plan.plan.bind(&buffers)?;
     let ctx = &shared.ctx;
-    let mut encoder = ctx
-        .device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some(plan.plan.label()),
-        });
+    // Under error scopes of our own: Burn's device turns an uncaptured wgpu error into a
+    // panic naming Burn; this one comes back as an error naming the loss.
+    let device = ctx.device();
+    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some(plan.plan.label()),
+    });
     bound.record(&mut encoder);
+    // The status of this call, copied in the same submission: the plan's own status buffer
+    // is shared by every call of the plan (another thread's call may follow before ours is
+    // read).
+    let status_copy = match (request.check, plan.plan.status_buffer()) {
+        (true, Some(status)) => {
+            let copy = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgloss status (this call)"),
+                size: STATUS_BYTES,
+                usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            encoder.copy_buffer_to_buffer(status, 0, &copy, 0, STATUS_BYTES);
+            Some(copy)
+        }
+        _ => None,
+    };
     ctx.queue().submit([encoder.finish()]);
+    let scoped = [invalid.pop(), oom.pop()].map(pollster::block_on);
     drop(resources);
-
-    if request.check {
-        if let Some(status) = plan.plan.status_buffer() {
-            let bytes = ctx.read_bytes(status, 0, 16)?;
-            let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
-            let (family, _) = wgloss::families::find(request.loss)?;
-            if let Some(e) = family.status_error(&call, &words) {
-                return Err(e.into());
-            }
+    if let Some(e) = scoped.into_iter().flatten().next() {
+        return Err(Error::Wgloss(wgloss::Error::Gpu {
+            label: plan.plan.label().to_string(),
+            message: e.to_string(),
+        }));
+    }
+    if let Some(copy) = status_copy {
+        let bytes = ctx.read_bytes(&copy, 0, STATUS_BYTES)?;
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let (family, _) = wgloss::families::find(request.loss)?;
+        if let Some(e) = family.status_error(&call, &words) {
+            return Err(e.into());
         }
     }
     let mut outputs = outputs;

@@ -369,42 +369,87 @@ fn logits_nothing_else_holds_take_their_gradient_in_place() {
 }
 
 #[test]
-fn bf16_and_f16_tensors_are_computed_in_their_storage_type() {
+fn f16_tensors_are_computed_in_their_storage_type() {
     let Some(device) = device() else { return };
     let device = device.autodiff();
     let (rows, classes) = (96, 40);
     let x32 = Tensor::<2>::random([rows, classes], Distribution::Normal(0.0, 2.0), &device);
     let y = Tensor::<1, Int>::random([rows], Distribution::Uniform(0.0, classes as f64), &device);
-    for dtype in [
-        burn::tensor::FloatDType::BF16,
-        burn::tensor::FloatDType::F16,
-    ] {
-        // The oracle: the same (rounded) logits in f32.
-        let x = x32.clone().cast(dtype).detach();
-        let oracle = x.clone().cast(burn::tensor::FloatDType::F32).require_grad();
-        let want =
-            cross_entropy(oracle.clone(), y.clone(), &CrossEntropyOptions::default()).unwrap();
-        let want_grad = values(oracle.grad(&want.backward()).unwrap());
-        let leaf = x.require_grad();
-        let got = cross_entropy(leaf.clone(), y.clone(), &CrossEntropyOptions::default()).unwrap();
-        let grad = leaf.grad(&got.backward()).unwrap();
-        assert_eq!(
-            grad.dtype(),
-            burn::tensor::DType::from(dtype),
-            "{dtype:?} gradient"
-        );
-        assert_close(
-            &format!("{dtype:?} value"),
-            &values(got),
-            &values(want),
-            1e-5,
-        );
-        // The gradient is rounded to the storage type once.
-        assert_close(
-            &format!("{dtype:?} gradient"),
-            &values(grad),
-            &want_grad,
-            1e-2,
-        );
-    }
+    let f16 = burn::tensor::FloatDType::F16;
+    // The oracle: the same (rounded) logits in f32.
+    let x = x32.clone().cast(f16).detach();
+    let oracle = x.clone().cast(burn::tensor::FloatDType::F32).require_grad();
+    let spread = values(oracle.clone())
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        spread > 1.0,
+        "the f16 logits are degenerate (largest {spread})"
+    );
+    let want = cross_entropy(oracle.clone(), y.clone(), &CrossEntropyOptions::default()).unwrap();
+    let want_grad = values(oracle.grad(&want.backward()).unwrap());
+    let leaf = x.require_grad();
+    let got = cross_entropy(leaf.clone(), y.clone(), &CrossEntropyOptions::default()).unwrap();
+    let grad = leaf.grad(&got.backward()).unwrap();
+    assert_eq!(grad.dtype(), burn::tensor::DType::F16, "f16 gradient");
+    assert_close("f16 value", &values(got), &values(want), 1e-5);
+    // The gradient is rounded to f16 once.
+    assert_close("f16 gradient", &values(grad), &want_grad, 2e-3);
+    // bf16 is not tested here: Burn's wgpu backend makes no bf16 tensor (its cast to bf16
+    // fails inside Burn with cubecl's UnsupportedType("cube.bf16"), and `from_data` of bf16
+    // values gives an f32 tensor); wgloss-burn refuses one by name if it ever meets one.
+}
+
+#[test]
+fn constants_of_another_device_or_type_and_outputs_given_as_operands() {
+    let Some(plain) = device() else { return };
+    let device = plain.clone().autodiff();
+    let (rows, classes) = (64, 12);
+    let x = Tensor::<2>::random([rows, classes], Distribution::Normal(0.0, 1.0), &device);
+    let y = Tensor::<1, Int>::random([rows], Distribution::Uniform(0.0, classes as f64), &device);
+    // A weight made on the plain device, in f32, for f16 logits on the autodiff device: a
+    // constant of the graph, cast to the logits' type.
+    let w = Tensor::<1>::random([classes], Distribution::Uniform(0.5, 2.0), &plain);
+    let xb = x.clone().cast(burn::tensor::FloatDType::F16).require_grad();
+    let options = CrossEntropyOptions {
+        weight: Some(w.clone()),
+        ..Default::default()
+    };
+    let got = cross_entropy(xb.clone(), y.clone(), &options).unwrap();
+    assert!(xb.grad(&got.backward()).is_some());
+    // The same logits in f32 with the weight on the autodiff device (the CPU test covers
+    // weighted cross-entropy itself).
+    let x32 = xb.clone().detach().cast(burn::tensor::FloatDType::F32);
+    let w_values = values(w.clone());
+    let want = cross_entropy(
+        x32,
+        y.clone(),
+        &CrossEntropyOptions {
+            weight: Some(Tensor::<1>::from_data(
+                TensorData::new(w_values, [classes]),
+                &device,
+            )),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_close("weighted f16 value", &values(got), &values(want), 1e-5);
+    // An output or grad_output given as an operand is refused, by name.
+    let e = Loss::new("mse")
+        .forward::<1>(
+            Operands::new(x.clone())
+                .target(x.clone())
+                .float(Operand::GradOutput, x.clone()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            wgloss_burn::Error::Operand {
+                operand: Operand::GradOutput,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }

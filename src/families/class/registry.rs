@@ -499,13 +499,6 @@ impl Family for ClassFamily {
             }
         };
         let index = target.elem == ElemType::I32;
-        let (rows, classes) = Shapes {
-            input: &input.shape,
-            target: (&target.shape, index),
-            weight: call.get(Operand::Weight).map(|w| &w.shape[..]),
-            grad_output: call.get(Operand::GradOutput).map(|g| &g.shape[..]),
-        }
-        .check(&spec)?;
         let target_kind = match (index, spec.loss.target_kind()) {
             (false, _) => TargetKind::PerClassValue,
             (true, TargetKind::IndexList) => TargetKind::IndexList,
@@ -524,6 +517,13 @@ impl Family for ClassFamily {
                 ),
             });
         }
+        let (rows, classes) = Shapes {
+            input: &input.shape,
+            target: (&target.shape, index),
+            weight: call.get(Operand::Weight).map(|w| &w.shape[..]),
+            grad_output: call.get(Operand::GradOutput).map(|g| &g.shape[..]),
+        }
+        .check(&spec)?;
         let classes32 = u32::try_from(classes).map_err(|_| Error::Shape {
             loss,
             operand: Operand::Input,
