@@ -147,13 +147,21 @@ impl DeviceCall {
         self.operands.get(&operand)
     }
 
-    /// Checks the operands against the registry's description of the loss: every required
-    /// one given, none it does not take, integers where it takes indices and floats where
-    /// it takes floats; returns the input's storage type.
+    /// Checks the operands against the description of the loss in a family's registry list
+    /// (`losses`): every required one given, none it does not take, integers where it takes
+    /// indices and floats where it takes floats; returns the input's storage type.
     ///
     /// # Errors
-    /// [`Error::MissingOperand`], [`Error::UnexpectedOperand`], [`Error::Shape`].
-    pub fn check_operands(&self, info: &LossInfo) -> Result<DType> {
+    /// [`Error::UnknownLoss`], [`Error::MissingOperand`], [`Error::UnexpectedOperand`],
+    /// [`Error::Shape`].
+    pub fn check_operands(&self, losses: &'static [LossInfo]) -> Result<DType> {
+        let info =
+            losses
+                .iter()
+                .find(|l| l.name == self.loss)
+                .ok_or_else(|| Error::UnknownLoss {
+                    name: self.loss.clone(),
+                })?;
         let loss = info.name;
         for o in info.operands.iter().filter(|o| o.required) {
             if !self.operands.contains_key(&o.operand) {

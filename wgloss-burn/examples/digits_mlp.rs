@@ -17,7 +17,11 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{activation, Device, Int, Tensor, TensorData};
 
-const FEATURES: usize = 64;
+// The data and its split, shared with wgloss's own training example.
+#[path = "../../examples/data/digits.rs"]
+mod digits;
+use digits::{Digits, FEATURES};
+
 const CLASSES: usize = 10;
 
 /// Two hidden layers of 128 with ReLU.
@@ -53,16 +57,14 @@ pub enum LossImpl {
     Burn,
 }
 
-/// The digits: features scaled to [0, 1], labels, split 80/20 after a seeded shuffle (the
-/// split of wgloss's own `train_digits` example).
-pub struct Digits {
-    pub train_x: Vec<f32>,
-    pub train_y: Vec<i64>,
-    pub test_x: Vec<f32>,
-    pub test_y: Vec<i64>,
+/// The digits and their split (those of wgloss's own `train_digits` example).
+pub fn load_digits() -> Result<Digits, Box<dyn Error>> {
+    digits::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/digits.csv"),
+    )
 }
 
-/// A small seeded generator (SplitMix64) for the shuffles.
+/// A small seeded generator (SplitMix64) for the batch order.
 struct SplitMix(u64);
 
 impl SplitMix {
@@ -79,46 +81,6 @@ impl SplitMix {
             v.swap(i, (self.next() % (i as u64 + 1)) as usize);
         }
     }
-}
-
-pub fn load_digits() -> Result<Digits, Box<dyn Error>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/digits.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut samples: Vec<(Vec<f32>, i64)> = Vec::new();
-    for (line_no, line) in text.lines().enumerate().skip(1) {
-        let values: Vec<&str> = line.split(',').collect();
-        if values.len() != FEATURES + 1 {
-            return Err(format!(
-                "{}: line {}: {} fields",
-                path.display(),
-                line_no + 1,
-                values.len()
-            )
-            .into());
-        }
-        let x = values[..FEATURES]
-            .iter()
-            .map(|v| v.trim().parse::<f32>().map(|p| p / 16.0))
-            .collect::<Result<Vec<_>, _>>()?;
-        samples.push((x, values[FEATURES].trim().parse()?));
-    }
-    SplitMix(2026).shuffle(&mut samples);
-    let test_len = samples.len() / 5;
-    let (test, train) = samples.split_at(test_len);
-    let flatten = |s: &[(Vec<f32>, i64)]| {
-        (
-            s.iter().flat_map(|(x, _)| x.clone()).collect(),
-            s.iter().map(|(_, y)| *y).collect(),
-        )
-    };
-    let (train_x, train_y) = flatten(train);
-    let (test_x, test_y) = flatten(test);
-    Ok(Digits {
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-    })
 }
 
 /// What a training run reached.
@@ -161,7 +123,7 @@ pub fn train(
                         .copied()
                 })
                 .collect();
-            let y: Vec<i64> = batch.iter().map(|&i| digits.train_y[i]).collect();
+            let y: Vec<i64> = batch.iter().map(|&i| digits.train_y[i] as i64).collect();
             let x = Tensor::<2>::from_data(TensorData::new(x, [batch.len(), FEATURES]), device);
             let y = Tensor::<1, Int>::from_data(TensorData::new(y, [batch.len()]), device);
             let logits = model.forward(x);
@@ -194,7 +156,7 @@ pub fn train(
     let correct = predicted
         .iter()
         .zip(&digits.test_y)
-        .filter(|(p, y)| p == y)
+        .filter(|(p, y)| **p == **y as i64)
         .count();
     Ok(Report {
         losses,

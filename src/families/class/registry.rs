@@ -476,13 +476,8 @@ impl Family for ClassFamily {
     fn plan_device(&self, call: &DeviceCall, ctx: &Context) -> Result<DevicePlan> {
         let spec = spec_of(&call.loss, &call.options, call.reduction)?;
         let loss = spec.loss.name();
-        let info = LOSSES
-            .iter()
-            .find(|l| l.name == loss)
-            .ok_or_else(|| Error::UnknownLoss {
-                name: loss.to_string(),
-            })?;
-        let dtype = call.check_operands(info)?;
+        // Required operands present, types right (and the input's storage type).
+        let dtype = call.check_operands(LOSSES)?;
         let (input, target) = match (call.get(Operand::Input), call.get(Operand::Target)) {
             (Some(i), Some(t)) => (i, t),
             (None, _) => {

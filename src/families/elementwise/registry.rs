@@ -360,13 +360,8 @@ impl Family for ElementwiseFamily {
     fn plan_device(&self, call: &DeviceCall, ctx: &Context) -> Result<DevicePlan> {
         let spec = spec_of(&call.loss, &call.options, call.reduction)?;
         let name = spec.loss.name();
-        let info = LOSSES
-            .iter()
-            .find(|l| l.name == name)
-            .ok_or_else(|| Error::UnknownLoss {
-                name: name.to_string(),
-            })?;
-        let dtype = call.check_operands(info)?;
+        // Required operands present, types right (and the input's storage type).
+        let dtype = call.check_operands(LOSSES)?;
         let input = call.get(Operand::Input).ok_or(Error::MissingOperand {
             loss: name,
             operand: Operand::Input,
@@ -383,12 +378,6 @@ impl Family for ElementwiseFamily {
         layout.grad_output = call.get(Operand::GradOutput).is_some();
         layout.write_grad = !call.forward_only;
         layout.validate(&spec)?;
-        if spec.loss.takes_target() && call.get(Operand::Target).is_none() {
-            return Err(Error::MissingOperand {
-                loss: name,
-                operand: Operand::Target,
-            });
-        }
         crate::bench::check_fits(ctx, len)?;
         let (mut plan, _, _) = gpu::plan(&spec, &layout, ctx.launch())?;
         plan.inputs_writable = call.shared_buffers;
