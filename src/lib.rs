@@ -54,6 +54,9 @@ pub use families::elementwise::{
     AuxInput, CustomLoss, CustomLossId, ElementwiseKind, ElementwiseLayout, ElementwiseLoss,
     ElementwiseSpec, Operands, ELEMENTWISE_NAMES,
 };
+pub use families::pair::{
+    Distance, PairLoss, PairOperands, PairOutput, PairSpec, PairTarget, PairTargetKind,
+};
 pub use gpu::{
     BoundLoss, BufferRange, HostOperands, LossPlan, OperandBuffers, PipelineKey, ReduceStrategy,
     Storage,

@@ -171,16 +171,22 @@ impl DeviceCall {
                 });
             }
         }
+        // The storage type is the first differentiable operand's (`input`, `anchor`, ...).
+        let first = info
+            .operands
+            .iter()
+            .find(|o| o.grad)
+            .map_or(Operand::Input, |o| o.operand);
         let input = self
-            .get(Operand::Input)
+            .get(first)
             .ok_or(Error::MissingOperand {
                 loss,
-                operand: Operand::Input,
+                operand: first,
             })?
             .elem;
         let dtype = input.float().ok_or_else(|| Error::Shape {
             loss,
-            operand: Operand::Input,
+            operand: first,
             problem: format!("holds {} values; it needs floats", input.name()),
         })?;
         for (&operand, desc) in &self.operands {

@@ -59,6 +59,7 @@
 pub mod class;
 pub mod device;
 pub mod elementwise;
+pub mod pair;
 
 pub use device::{DeviceCall, DevicePlan, ElemType, TensorDesc};
 
@@ -81,6 +82,7 @@ pub enum KernelKey {
     Common(CommonKernel),
     Elementwise(elementwise::gpu::ElementwiseKernel),
     Class(class::gpu::ClassKernel),
+    Pair(pair::gpu::PairKernel),
 }
 
 /// Forwards a [`KernelSource`] method to the family's kernel.
@@ -90,6 +92,7 @@ macro_rules! kernel_dispatch {
             KernelKey::Common($k) => $e,
             KernelKey::Elementwise($k) => $e,
             KernelKey::Class($k) => $e,
+            KernelKey::Pair($k) => $e,
         }
     };
 }
@@ -119,7 +122,7 @@ impl KernelSource for KernelKey {
 }
 
 /// Every family, in catalogue order: what the tool searches.
-pub static FAMILIES: &[&dyn Family] = &[&elementwise::FAMILY, &class::FAMILY];
+pub static FAMILIES: &[&dyn Family] = &[&elementwise::FAMILY, &class::FAMILY, &pair::FAMILY];
 
 /// The type of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,445 @@
+//! The pair family on the GPU: one row kernel (`shaders/pair/rows.wgsl`) with each loss's
+//! three functions plugged in, and its planner.
+//!
+//! A reduced loss records two dispatches: the row kernel (each operand read once for the
+//! sums and once more, from cache where the row fits, for the gradients; every gradient
+//! written once; one partial per row) and the final sum. `none` records one.
+
+use super::{Distance, PairLoss, PairSpec, PairTargetKind};
+use crate::context::Launch;
+use crate::dtype::DType;
+use crate::error::{Error, Operand, Result};
+use crate::families::KernelKey;
+use crate::gpu::kernel::{Access, BindingDecl, Elem, KernelSource, UniformDecl};
+use crate::gpu::launch::grid_for;
+use crate::gpu::pipelines::ReduceStrategy;
+use crate::gpu::plan::{PlanBuilder, PlanSpec, Source, Step};
+use crate::reduction::Reduction;
+use crate::uniform_block;
+
+/// The row template and the losses' functions.
+pub const ROWS: &str = include_str!("../../../shaders/pair/rows.wgsl");
+pub const LOSSES: &str = include_str!("../../../shaders/pair/losses.wgsl");
+
+/// Rows this short take one lane each (no reduction across lanes at all).
+const LANE_MAX_DIM: u64 = 16;
+/// Rows up to this long take a team of a subgroup's lanes on a GPU; longer ones a workgroup.
+const SUBGROUP_TEAM_MAX_DIM: u64 = 2048;
+
+uniform_block! {
+    /// `rows.wgsl`'s `PairParams`: one per row chunk.
+    pub struct PairParams as "PairParams" {
+        /// Rows of this chunk.
+        rows: u32 => "u32",
+        /// Values per row.
+        dim: u32 => "u32",
+        /// Index of this chunk's first row's partial.
+        partial_base: u32 => "u32",
+        _pad0: u32 => "u32",
+        /// 1 / rows for mean, else 1.
+        grad_scale: f32 => "f32",
+        _pad1: u32 => "u32",
+        _pad2: u32 => "u32",
+        _pad3: u32 => "u32",
+        /// The loss's options (see each loss in `losses.wgsl`).
+        options: [f32; 4] => "vec4<f32>",
+    }
+}
+
+/// The option-free identity of a pair loss on the GPU: which functions it plugs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PairKernelLoss {
+    TripletPNorm,
+    TripletSquared,
+    TripletCosine,
+    Contrastive,
+    CosineEmbedding,
+    CosineDistance,
+    MarginRanking,
+    HingeEmbedding,
+}
+
+impl PairKernelLoss {
+    /// The prefix of its functions in `losses.wgsl` (`NAME_add`, `NAME_finish`,
+    /// `NAME_grad`).
+    pub fn wgsl_name(self) -> &'static str {
+        match self {
+            PairKernelLoss::TripletPNorm => "triplet_pnorm",
+            PairKernelLoss::TripletSquared => "triplet_squared",
+            PairKernelLoss::TripletCosine => "triplet_cosine",
+            PairKernelLoss::Contrastive => "contrastive",
+            PairKernelLoss::CosineEmbedding => "cosine_embedding",
+            PairKernelLoss::CosineDistance => "cosine_distance",
+            PairKernelLoss::MarginRanking => "margin_ranking",
+            PairKernelLoss::HingeEmbedding => "hinge_embedding",
+        }
+    }
+
+    fn of(loss: &PairLoss) -> Self {
+        match loss {
+            PairLoss::TripletMargin { distance, .. } => match distance {
+                Distance::PNorm => PairKernelLoss::TripletPNorm,
+                Distance::Squared => PairKernelLoss::TripletSquared,
+                Distance::Cosine => PairKernelLoss::TripletCosine,
+            },
+            PairLoss::Contrastive { .. } => PairKernelLoss::Contrastive,
+            PairLoss::CosineEmbedding { .. } => PairKernelLoss::CosineEmbedding,
+            PairLoss::CosineDistance => PairKernelLoss::CosineDistance,
+            PairLoss::MarginRanking { .. } => PairKernelLoss::MarginRanking,
+            PairLoss::HingeEmbedding { .. } => PairKernelLoss::HingeEmbedding,
+        }
+    }
+}
+
+/// `losses.wgsl`'s flags: facts about the options that select code.
+const FLAG_SWAP: u32 = 1;
+const FLAG_P1: u32 = 2;
+const FLAG_P2: u32 = 4;
+
+/// The code flags and the uniform options of `loss`.
+fn options_of(loss: &PairLoss) -> (u32, [f32; 4]) {
+    match *loss {
+        PairLoss::TripletMargin {
+            margin,
+            p,
+            eps,
+            swap,
+            distance,
+        } => {
+            let mut flags = if swap { FLAG_SWAP } else { 0 };
+            if distance == Distance::PNorm {
+                flags |= match p {
+                    1.0 => FLAG_P1,
+                    2.0 => FLAG_P2,
+                    _ => 0,
+                };
+            }
+            (flags, [margin, p, eps, 0.0])
+        }
+        PairLoss::Contrastive { margin, eps } => (0, [margin, eps, 0.0, 0.0]),
+        PairLoss::CosineEmbedding { margin }
+        | PairLoss::MarginRanking { margin }
+        | PairLoss::HingeEmbedding { margin } => (0, [margin, 0.0, 0.0, 0.0]),
+        PairLoss::CosineDistance => (0, [0.0; 4]),
+    }
+}
+
+/// How a team of invocations takes a unit of rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TeamMode {
+    /// One invocation per unit (short rows).
+    Lane,
+    /// A team of a subgroup's lanes.
+    Subgroup,
+    /// The whole workgroup.
+    Workgroup,
+}
+
+/// What selects the code of a pair row kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PairVariant {
+    pub loss: PairKernelLoss,
+    pub flags: u32,
+    /// Float operands read (1 to 3).
+    pub operands: u8,
+    /// Gradients written (0 to 3; the first ones of the operands).
+    pub grads: u8,
+    pub target: PairTargetKind,
+    pub reduced: bool,
+    pub grad_output: bool,
+    pub team: TeamMode,
+    /// Two rows a unit (packed 16-bit storage, rows of an odd length).
+    pub unit_rows_two: bool,
+    /// Rows of a multiple of 4 values: words of four elements.
+    pub words_of_four: bool,
+}
+
+/// The kernels of the pair family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PairKernel {
+    Rows(PairVariant),
+}
+
+impl KernelSource for PairKernel {
+    fn entry_point(&self) -> &'static str {
+        "pair_main"
+    }
+
+    fn bindings(&self) -> Vec<BindingDecl> {
+        let PairKernel::Rows(v) = *self;
+        let (n, g) = (v.operands, v.grads);
+        vec![
+            BindingDecl::read("x0", Elem::Stored, true),
+            BindingDecl::read("x1", Elem::Stored, n >= 2),
+            BindingDecl::read("x2", Elem::Stored, n >= 3),
+            BindingDecl::read("target_index", Elem::I32, v.target == PairTargetKind::Index),
+            BindingDecl::read(
+                "target_values",
+                Elem::Stored,
+                v.target == PairTargetKind::Value,
+            )
+            .by_index(),
+            BindingDecl::read("grad_output", Elem::F32, v.grad_output),
+            BindingDecl::write("grad_x0", Elem::Stored, g >= 1),
+            BindingDecl::write("grad_x1", Elem::Stored, g >= 2),
+            BindingDecl::write("grad_x2", Elem::Stored, g >= 3),
+            BindingDecl::write("row_losses", Elem::F32, true),
+        ]
+    }
+
+    fn uniform(&self) -> UniformDecl {
+        UniformDecl::of::<PairParams>()
+    }
+
+    fn sources(&self) -> Vec<&'static str> {
+        vec![ROWS, LOSSES]
+    }
+
+    fn generated(&self) -> String {
+        let PairKernel::Rows(v) = self;
+        let name = v.loss.wgsl_name();
+        format!(
+            "// ---- the loss of this pipeline ----\n\
+             fn pair_add(s: PairStats, a: f32, b: f32, c: f32) -> PairStats {{ return {name}_add(s, a, b, c); }}\n\
+             fn pair_finish(s: PairStats, t: f32) -> PairResult {{ return {name}_finish(s, t); }}\n\
+             fn pair_grad(r: PairResult, a: f32, b: f32, c: f32) -> vec3<f32> {{ return {name}_grad(r, a, b, c); }}\n"
+        )
+    }
+
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        let PairKernel::Rows(v) = *self;
+        let b = |v: bool| if v { 1.0 } else { 0.0 };
+        let team = match v.team {
+            TeamMode::Lane => 0.0,
+            TeamMode::Subgroup => 1.0,
+            TeamMode::Workgroup => 2.0,
+        };
+        vec![
+            ("REDUCED", b(v.reduced)),
+            ("WRITE_GRAD", b(v.grads > 0)),
+            ("TEAM_MODE", team),
+            ("UNIT_ROWS", if v.unit_rows_two { 2.0 } else { 1.0 }),
+            ("LOSS_FLAGS", v.flags as f64),
+        ]
+    }
+
+    fn words_of_four(&self) -> bool {
+        let PairKernel::Rows(v) = self;
+        v.words_of_four
+    }
+}
+
+/// Every variant worth compiling (for the naga test): each loss with the code paths its
+/// options select, reduced and not, with a gradient and without, each team mode, one and
+/// two rows a unit, words of four.
+pub fn kernel_variants() -> Vec<PairKernel> {
+    let mut out = Vec::new();
+    for loss in PairLoss::variants() {
+        let (flags, _) = options_of(&loss);
+        for reduced in [true, false] {
+            for team in [TeamMode::Lane, TeamMode::Subgroup, TeamMode::Workgroup] {
+                for (unit_rows_two, words_of_four) in [(false, false), (true, false), (false, true)]
+                {
+                    for grads in [0, loss.gradients().len() as u8] {
+                        let v = PairVariant {
+                            loss: PairKernelLoss::of(&loss),
+                            flags,
+                            operands: loss.operands().len() as u8,
+                            grads,
+                            target: loss.target_kind(),
+                            reduced,
+                            grad_output: !reduced && grads > 0,
+                            team,
+                            unit_rows_two,
+                            words_of_four,
+                        };
+                        let k = PairKernel::Rows(v);
+                        if !out.contains(&k) {
+                            out.push(k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The shape of a pair call on the GPU.
+#[derive(Clone, Copy, Debug)]
+pub struct PairGpuLayout {
+    pub rows: u64,
+    pub dim: u64,
+    pub dtype: DType,
+    pub grad_output: bool,
+    pub write_grad: bool,
+}
+
+/// The family-free plan of a pair loss.
+///
+/// # Errors
+/// [`Error::Limit`] when a unit of rows does not fit a storage binding.
+pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<PlanSpec> {
+    let loss = spec.loss.name();
+    let (rows, dim) = (layout.rows, layout.dim);
+    let label = format!("wgloss {} ({})", spec.loss, spec.reduction);
+    let mut b = PlanBuilder::new(launch, loss, label, layout.dtype);
+    let storage = b.storage();
+    let words_of_four = dim % 4 == 0;
+    let per_word = storage.elems_per_word(words_of_four) as u64;
+    let unit_rows_two = per_word == 2 && dim % 2 == 1;
+    let unit = if unit_rows_two { 2 } else { 1 };
+
+    // Chunks start every operand on the alignment (and on a unit), sized for 4-byte values.
+    let row_align = ((launch.storage_align / layout.dtype.size()).max(1)).max(unit);
+    let row_align = row_align.div_ceil(unit) * unit;
+    let fit = launch.binding_bytes / (dim * 4);
+    let rows_per_chunk = (fit / row_align) * row_align;
+    if rows_per_chunk == 0 {
+        return Err(Error::Limit {
+            what: "a group of rows of one storage binding",
+            needed: row_align * dim * 4,
+            limit: launch.binding_bytes,
+        });
+    }
+    let team_lanes = launch.team_lanes as u64;
+    let team = if dim <= LANE_MAX_DIM {
+        TeamMode::Lane
+    } else {
+        match launch.reduce {
+            ReduceStrategy::SharedTree => TeamMode::Workgroup,
+            // Long rows take a workgroup (enough threads in flight when the rows are few and
+            // long), and so do rows whose two passes would run a team's lanes past a
+            // software adapter's loop limit.
+            ReduceStrategy::Subgroup => {
+                let passes = 2 * (unit * dim).div_ceil(per_word * team_lanes);
+                if dim > SUBGROUP_TEAM_MAX_DIM || launch.loop_budget.is_some_and(|b| passes > b) {
+                    TeamMode::Workgroup
+                } else {
+                    TeamMode::Subgroup
+                }
+            }
+        }
+    };
+    let units_per_group = match team {
+        TeamMode::Lane => launch.workgroup_size as u64,
+        TeamMode::Subgroup => launch.teams_per_group() as u64,
+        TeamMode::Workgroup => 1,
+    };
+    let reduced = spec.reduction.is_reduced();
+    let operands = spec.loss.operands();
+    let grads = if layout.write_grad {
+        spec.loss.gradients()
+    } else {
+        &[]
+    };
+    let (flags, options) = options_of(&spec.loss);
+    let variant = PairVariant {
+        loss: PairKernelLoss::of(&spec.loss),
+        flags,
+        operands: operands.len() as u8,
+        grads: grads.len() as u8,
+        target: spec.loss.target_kind(),
+        reduced,
+        grad_output: layout.grad_output,
+        team,
+        unit_rows_two,
+        words_of_four,
+    };
+
+    let n = rows * dim;
+    for &o in operands {
+        b.operand(o, Access::Read, Elem::Stored, n);
+    }
+    match variant.target {
+        PairTargetKind::Index => b.operand(Operand::Target, Access::Read, Elem::I32, rows),
+        PairTargetKind::Value => b.operand(Operand::Target, Access::Read, Elem::Stored, rows),
+        PairTargetKind::None => {}
+    }
+    if layout.grad_output {
+        b.operand(Operand::GradOutput, Access::Read, Elem::F32, rows);
+    }
+    for &g in grads {
+        b.operand(g, Access::ReadWrite, Elem::Stored, n);
+    }
+    b.operand(
+        Operand::Loss,
+        Access::ReadWrite,
+        Elem::F32,
+        if reduced { 1 } else { rows },
+    );
+    let partials = reduced.then(|| b.scratch("wgloss pair row partials", rows * 4, None));
+    let grad_scale = if spec.reduction == Reduction::Mean {
+        1.0 / rows as f32
+    } else {
+        1.0
+    };
+    const XS: [&str; 3] = ["x0", "x1", "x2"];
+    const GRADS: [&str; 3] = ["grad_x0", "grad_x1", "grad_x2"];
+    let wg = launch.workgroup_size;
+    for r0 in (0..rows).step_by(rows_per_chunk as usize) {
+        let nr = rows_per_chunk.min(rows - r0);
+        let params = PairParams {
+            rows: nr as u32,
+            dim: dim as u32,
+            partial_base: r0 as u32,
+            grad_scale,
+            options,
+            ..Default::default()
+        };
+        let groups = nr.div_ceil(unit).div_ceil(units_per_group) as u32;
+        let grid = grid_for(groups, launch.max_per_dimension);
+        let kernel = KernelKey::Pair(PairKernel::Rows(variant));
+        let mut step = Step::new(kernel, wg, &params, grid);
+        for (name, &o) in XS.iter().zip(operands) {
+            step = step.operand(name, o, r0 * dim, nr * dim);
+        }
+        for (name, &g) in GRADS.iter().zip(grads) {
+            step = step.operand(name, g, r0 * dim, nr * dim);
+        }
+        step = match variant.target {
+            PairTargetKind::Index => step.operand("target_index", Operand::Target, r0, nr),
+            PairTargetKind::Value => step.operand("target_values", Operand::Target, r0, nr),
+            PairTargetKind::None => step,
+        }
+        .operand("grad_output", Operand::GradOutput, r0, nr);
+        step = match partials {
+            Some(p) => step.bind("row_losses", Source::Scratch(p)),
+            None => step.operand("row_losses", Operand::Loss, r0, nr),
+        };
+        b.step(step);
+    }
+    if let Some(p) = partials {
+        let result = Source::Operand {
+            operand: Operand::Loss,
+            first: 0,
+            len: 1,
+        };
+        let divisor = if spec.reduction == Reduction::Mean {
+            rows as f32
+        } else {
+            1.0
+        };
+        b.final_sum(p, rows, result, divisor, None, false);
+    }
+    let traffic = traffic_bytes(spec, layout) + if reduced { 8 * rows + 4 } else { 0 };
+    Ok(b.finish(traffic))
+}
+
+/// The minimum memory traffic of a pair loss over `layout`, in bytes: every operand read
+/// once, every gradient written once, the targets, and the per-row losses of `none`.
+pub fn traffic_bytes(spec: &PairSpec, l: &PairGpuLayout) -> u64 {
+    let values = l.rows * l.dim * l.dtype.size();
+    let grads = if l.write_grad {
+        spec.loss.gradients().len() as u64
+    } else {
+        0
+    };
+    let target = match spec.loss.target_kind() {
+        PairTargetKind::None => 0,
+        PairTargetKind::Index => 4 * l.rows,
+        PairTargetKind::Value => l.dtype.size() * l.rows,
+    };
+    let per_row = 4 * l.rows * (l.grad_output as u64 + !spec.reduction.is_reduced() as u64);
+    values * (spec.loss.operands().len() as u64 + grads) + target + per_row
+}
