@@ -54,6 +54,7 @@ pub use families::elementwise::{
     AuxInput, CustomLoss, CustomLossId, ElementwiseKind, ElementwiseLayout, ElementwiseLoss,
     ElementwiseSpec, Operands, ELEMENTWISE_NAMES,
 };
+pub use families::gan::{GanKind, GanLoss, GanOperands, GanOutput, GanSpec};
 pub use families::pair::{
     Distance, PairLoss, PairOperands, PairOutput, PairSpec, PairTarget, PairTargetKind,
 };

@@ -694,3 +694,79 @@ fn stderr_stays_quiet_without_a_display() {
         assert!(err.trim().is_empty(), "{args:?} wrote to stderr:\n{err}");
     }
 }
+
+#[test]
+fn eval_writes_every_gradient_of_the_pair_and_gan_cases() {
+    // `wgloss eval triplet_margin --anchor a.npy --positive p.npy --negative n.npy --set
+    // margin=0.5 --grads DIR`, and every other pair and GAN case, on the CPU (the GPU runs
+    // the same registry calls: golden.rs checks them there).
+    let mut failures =
+        eval_golden_with_grads_dir("pair.json", "cpu", common::Case::reference_tolerance);
+    failures.extend(eval_golden_with_grads_dir(
+        "gan.json",
+        "cpu",
+        common::Case::reference_tolerance,
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_bad_pair_or_gan_call_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, shape: &[u64], v: &[f32]| {
+        use npyz::WriterBuilder;
+        let path = dir.path().join(name);
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(std::fs::File::create(&path).unwrap())
+            .begin_nd()
+            .unwrap();
+        w.extend(v.iter().copied()).unwrap();
+        w.finish().unwrap();
+        path
+    };
+    let a = write("a.npy", &[2, 3], &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+    let short = write("p.npy", &[2, 2], &[0.1, 0.2, 0.3, 0.4]);
+    let real = write("r.npy", &[3], &[0.1, 0.2, 0.3]);
+    let runs: Vec<Vec<std::ffi::OsString>> = vec![
+        vec![
+            "eval".into(),
+            "triplet_margin".into(),
+            "--anchor".into(),
+            a.clone().into(),
+            "--positive".into(),
+            short.into(),
+            "--negative".into(),
+            a.clone().into(),
+        ],
+        vec![
+            "eval".into(),
+            "triplet_margin".into(),
+            "--anchor".into(),
+            a.clone().into(),
+            "--positive".into(),
+            a.clone().into(),
+            "--negative".into(),
+            a.into(),
+            "--set".into(),
+            "p=0".into(),
+        ],
+        vec![
+            "eval".into(),
+            "gan_discriminator".into(),
+            "--real".into(),
+            real.clone().into(),
+            "--fake".into(),
+            real.into(),
+            "--set".into(),
+            "kind=minimax".into(),
+        ],
+    ];
+    for args in runs {
+        let out = wgloss().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}

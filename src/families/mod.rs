@@ -59,6 +59,7 @@
 pub mod class;
 pub mod device;
 pub mod elementwise;
+pub mod gan;
 pub mod pair;
 
 pub use device::{DeviceCall, DevicePlan, ElemType, TensorDesc};
@@ -83,6 +84,7 @@ pub enum KernelKey {
     Elementwise(elementwise::gpu::ElementwiseKernel),
     Class(class::gpu::ClassKernel),
     Pair(pair::gpu::PairKernel),
+    Gan(gan::gpu::GanKernel),
 }
 
 /// Forwards a [`KernelSource`] method to the family's kernel.
@@ -93,6 +95,7 @@ macro_rules! kernel_dispatch {
             KernelKey::Elementwise($k) => $e,
             KernelKey::Class($k) => $e,
             KernelKey::Pair($k) => $e,
+            KernelKey::Gan($k) => $e,
         }
     };
 }
@@ -122,7 +125,12 @@ impl KernelSource for KernelKey {
 }
 
 /// Every family, in catalogue order: what the tool searches.
-pub static FAMILIES: &[&dyn Family] = &[&elementwise::FAMILY, &class::FAMILY, &pair::FAMILY];
+pub static FAMILIES: &[&dyn Family] = &[
+    &elementwise::FAMILY,
+    &class::FAMILY,
+    &pair::FAMILY,
+    &gan::FAMILY,
+];
 
 /// The type of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

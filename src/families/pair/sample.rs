@@ -107,7 +107,7 @@ fn loss_options(loss: &PairLoss) -> Vec<(&'static str, String)> {
 }
 
 /// The calls `wgloss check` (every option variant of `info`'s loss, every reduction, shapes
-/// 1×1, 3×17, 70×3, 5×257 and `size.shapes`) or `wgloss bench` (the mean over each of
+/// 1×8, 3×17, 70×3, 5×257 and `size.shapes`) or `wgloss bench` (the mean over each of
 /// `size.shapes`, or `size.n` elements for the per-element losses) runs.
 pub fn calls(info: &LossInfo, size: &SampleSize, seed: u64, bench: bool) -> Vec<Call> {
     let shapes: Vec<(usize, usize)> = size
@@ -132,7 +132,11 @@ pub fn calls(info: &LossInfo, size: &SampleSize, seed: u64, bench: bool) -> Vec<
         }
         return calls;
     }
-    let mut all_shapes = vec![(1, 1), (3, 17), (70, 3), (5, 257)];
+    // Not rows of one value: every cosine would be ±1, with a gradient of pure rounding. The
+    // gradient of a cosine is the part of one vector orthogonal to the other: where the two
+    // are nearly parallel (a positive near its anchor) f32 loses eps / sin(angle) of it,
+    // which in two dimensions happens often enough to fail the GPU-against-CPU tolerance.
+    let mut all_shapes = vec![(1, 8), (3, 17), (70, 3), (5, 257)];
     all_shapes.extend(&shapes);
     for (i, loss) in PairLoss::variants().iter().enumerate() {
         if loss.name() != info.name {
