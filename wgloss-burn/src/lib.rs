@@ -22,7 +22,8 @@
 //!
 //! Every loss of wgloss's catalogue (`wgloss::families::all_losses`, LOSSES.md) is reachable
 //! through [`Loss`] and [`Operands`], with the options LOSSES.md names; [`cross_entropy`],
-//! [`mse`], [`huber`], [`bce_with_logits`] and [`kl_div`] are typed shortcuts.
+//! [`mse`], [`huber`], [`bce_with_logits`], [`kl_div`], [`triplet_margin`],
+//! [`cosine_embedding`], [`gan_discriminator`] and [`gan_generator`] are typed shortcuts.
 //!
 //! ## How it shares Burn's device
 //!
@@ -202,17 +203,25 @@ fn int_arg<const D: usize>(operand: Operand, t: Tensor<D, Int>) -> Result<Prim, 
 impl Operands {
     /// Operands with `input`, the tensor whose loss (and gradient) is computed.
     pub fn new<const D: usize>(input: Tensor<D>) -> Self {
+        Self::of(Operand::Input, input)
+    }
+
+    /// Operands starting with the float operand `operand`, whose type the other float
+    /// operands are cast to: the first differentiable operand of losses without an `input`
+    /// (`Operand::Anchor` of `triplet_margin`, `Operand::Input1`, `Operand::Real`, ...).
+    pub fn of<const D: usize>(operand: Operand, t: Tensor<D>) -> Self {
         Operands {
             floats: Vec::new(),
             ints: Vec::new(),
             errors: Vec::new(),
-            input_dtype: input.dtype(),
+            input_dtype: t.dtype(),
         }
-        .float(Operand::Input, input)
+        .float(operand, t)
     }
 
-    /// With the float operand `operand` (`Operand::Target`, `Operand::Weight`, ...), cast
-    /// to the input's type where it has another (an f32 weight for f16 logits).
+    /// With the float operand `operand` (`Operand::Target`, `Operand::Weight`,
+    /// `Operand::Positive`, ...), cast to the first operand's type where it has another (an
+    /// f32 weight for f16 logits).
     /// `grad_output` is not an operand here: the backward scales by the incoming gradient.
     pub fn float<const D: usize>(mut self, operand: Operand, t: Tensor<D>) -> Self {
         // Outputs (the loss, the gradients) and grad_output, which backward() supplies.
@@ -223,7 +232,7 @@ impl Operands {
             });
             return self;
         }
-        let t = if operand != Operand::Input && t.dtype() != self.input_dtype {
+        let t = if !self.floats.is_empty() && t.dtype() != self.input_dtype {
             t.cast(self.input_dtype)
         } else {
             t
@@ -439,8 +448,9 @@ impl Loss {
         match guards.len() {
             1 => tracked!(1),
             2 => tracked!(2),
+            3 => tracked!(3),
             n => Err(Error::Burn(format!(
-                "{} differentiates {n} operands; wgloss-burn handles one or two",
+                "{} differentiates {n} operands; wgloss-burn handles one to three",
                 self.name
             ))),
         }
@@ -617,4 +627,75 @@ pub fn kl_div(input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<1>, Error> {
     Loss::new("kl_div")
         .reduction(Reduction::BatchMean)
         .forward(Operands::new(input).target(target))
+}
+
+/// The triplet margin loss (PyTorch's `triplet_margin_loss`, mean over rows):
+/// `max(0, ‖a − p + eps‖₂ − ‖a − n + eps‖₂ + margin)` per row of `anchor`, `positive`,
+/// `negative` (`[rows, dim]`, one shape), eps = 1e-6, the loss `[1]`; gradients for all
+/// three. Other distances (`squared`, `cosine`), `p` and `swap`: [`Loss`] with
+/// `Loss::new("triplet_margin").option("distance", "squared")` and [`Operands::of`].
+///
+/// # Errors
+/// As [`Loss::forward`] (`margin` < 0, shapes that differ).
+pub fn triplet_margin(
+    anchor: Tensor<2>,
+    positive: Tensor<2>,
+    negative: Tensor<2>,
+    margin: f32,
+) -> Result<Tensor<1>, Error> {
+    Loss::new("triplet_margin")
+        .option("margin", margin)
+        .forward(
+            Operands::of(Operand::Anchor, anchor)
+                .float(Operand::Positive, positive)
+                .float(Operand::Negative, negative),
+        )
+}
+
+/// The cosine embedding loss (PyTorch's `cosine_embedding_loss`, mean over rows): `1 − c`
+/// where `target` is 1, `max(0, c − margin)` where it is −1, `c` the cosine of the rows of
+/// `input1` and `input2` (`[rows, dim]`; `target` `[rows]`), the loss `[1]`; gradients for
+/// both inputs.
+///
+/// # Errors
+/// As [`Loss::forward`].
+pub fn cosine_embedding(
+    input1: Tensor<2>,
+    input2: Tensor<2>,
+    target: Tensor<1>,
+    margin: f32,
+) -> Result<Tensor<1>, Error> {
+    Loss::new("cosine_embedding")
+        .option("margin", margin)
+        .forward(
+            Operands::of(Operand::Input1, input1)
+                .float(Operand::Input2, input2)
+                .float(Operand::Target, target),
+        )
+}
+
+/// The GAN discriminator's loss on its logits for real data (`real`, `[n]`) and generated
+/// data (`fake`, `[m]`), each population averaged on its own; `kind` is `non_saturating`
+/// (`½ [mean bce_with_logits(real, 1) + mean softplus(fake)]`), `hinge`, `wasserstein` or
+/// `least_squares` (LOSSES.md). The loss `[1]`; gradients for both.
+///
+/// # Errors
+/// As [`Loss::forward`] (an unknown kind).
+pub fn gan_discriminator(real: Tensor<1>, fake: Tensor<1>, kind: &str) -> Result<Tensor<1>, Error> {
+    Loss::new("gan_discriminator")
+        .option("kind", kind)
+        .forward(Operands::of(Operand::Real, real).float(Operand::Fake, fake))
+}
+
+/// The GAN generator's loss on the discriminator's logits for generated data (`fake`,
+/// `[m]`): `non_saturating` (`mean softplus(−fake)`), `hinge` and `wasserstein`
+/// (`−mean fake`) or `least_squares` (`½ mean (fake − 1)²`). The loss `[1]`; the gradient of
+/// `fake`.
+///
+/// # Errors
+/// As [`Loss::forward`].
+pub fn gan_generator(fake: Tensor<1>, kind: &str) -> Result<Tensor<1>, Error> {
+    Loss::new("gan_generator")
+        .option("kind", kind)
+        .forward(Operands::of(Operand::Fake, fake))
 }

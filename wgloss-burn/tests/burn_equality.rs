@@ -226,6 +226,22 @@ fn add_operand(ops: Operands, operand: Operand, t: &HostTensor, device: &Device)
     }
 }
 
+/// A float leaf of rank 1 or 2.
+#[derive(Clone)]
+enum Leaf {
+    R1(Tensor<1>),
+    R2(Tensor<2>),
+}
+
+impl Leaf {
+    fn grad(&self, grads: &burn::tensor::Gradients) -> Vec<f32> {
+        match self {
+            Leaf::R1(t) => t.grad(grads).map(values).unwrap_or_default(),
+            Leaf::R2(t) => t.grad(grads).map(values).unwrap_or_default(),
+        }
+    }
+}
+
 #[test]
 fn every_loss_matches_the_cpu_path() {
     let Some(device) = device() else { return };
@@ -239,7 +255,6 @@ fn every_loss_matches_the_cpu_path() {
     for (family, info) in all_losses() {
         for call in family.samples(info, &size, 7, false) {
             let want = family.cpu(&call).expect("the CPU path");
-            let input = call.get(Operand::Input).expect("an input");
             let mut loss = Loss::new(&call.loss);
             for (k, v) in &call.options {
                 loss = loss.option(k, v);
@@ -247,67 +262,67 @@ fn every_loss_matches_the_cpu_path() {
             if let Some(r) = call.reduction {
                 loss = loss.reduction(r);
             }
-            // Operands as leaves of one graph, the input first.
-            let rank = input.shape.len();
-            let x = TensorData::new(input.data.to_f32(), input.shape.clone());
             let label = format!("{} {:?}", call.loss, call.options);
-            let (value, grad) = match rank {
-                1 => {
-                    let leaf = Tensor::<1>::from_data(x, &device).require_grad();
-                    let mut ops = Operands::new(leaf.clone());
-                    for (o, t) in call.operands.iter().filter(|(o, _)| **o != Operand::Input) {
-                        ops = add_operand(ops, *o, t, &device);
-                    }
-                    let (v, g) = forward_backward::<1, 1>(&loss, ops, &leaf, &want.loss.shape);
-                    (v, g)
+            // Every differentiable operand a leaf of one graph, the first one first (its
+            // type is the call's); the other operands as they come.
+            let differentiable: Vec<Operand> = info.gradients().collect();
+            let mut leaves: Vec<(Operand, Leaf)> = Vec::new();
+            for &o in &differentiable {
+                let t = call.get(o).expect("a differentiable operand");
+                let x = TensorData::new(t.data.to_f32(), t.shape.clone());
+                leaves.push((
+                    o,
+                    match t.shape.len() {
+                        1 => Leaf::R1(Tensor::<1>::from_data(x, &device).require_grad()),
+                        2 => Leaf::R2(Tensor::<2>::from_data(x, &device).require_grad()),
+                        r => panic!("{label}: {o} of rank {r}"),
+                    },
+                ));
+            }
+            let mut ops: Option<Operands> = None;
+            for (o, leaf) in &leaves {
+                ops = Some(match (ops, leaf.clone()) {
+                    (None, Leaf::R1(t)) => Operands::of(*o, t),
+                    (None, Leaf::R2(t)) => Operands::of(*o, t),
+                    (Some(ops), Leaf::R1(t)) => ops.float(*o, t),
+                    (Some(ops), Leaf::R2(t)) => ops.float(*o, t),
+                });
+            }
+            let mut ops = ops.expect("a differentiable operand");
+            for (o, t) in call
+                .operands
+                .iter()
+                .filter(|(o, _)| !differentiable.contains(o))
+            {
+                ops = add_operand(ops, *o, t, &device);
+            }
+            let (value, total) = match want.loss.shape.len() {
+                0 | 1 => {
+                    let v: Tensor<1> = loss.forward(ops).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    (v.clone(), v.sum())
                 }
-                2 => {
-                    let leaf = Tensor::<2>::from_data(x, &device).require_grad();
-                    let mut ops = Operands::new(leaf.clone());
-                    for (o, t) in call.operands.iter().filter(|(o, _)| **o != Operand::Input) {
-                        ops = add_operand(ops, *o, t, &device);
-                    }
-                    forward_backward::<2, 2>(&loss, ops, &leaf, &want.loss.shape)
+                _ => {
+                    let v: Tensor<2> = loss.forward(ops).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let flat: Tensor<1> = v.clone().flatten(0, 1);
+                    (flat, v.sum())
                 }
-                r => panic!("{label}: input of rank {r}"),
             };
+            let grads = total.backward();
             let want_value = want.loss.data.to_f32();
-            assert_close(&format!("{label} value"), &value, &want_value, 2e-5);
-            if let Some(g) = want.grad(Operand::Input) {
-                assert_close(&format!("{label} gradient"), &grad, &g.data.to_f32(), 2e-5);
+            assert_close(&format!("{label} value"), &values(value), &want_value, 2e-5);
+            for (o, leaf) in &leaves {
+                let g = want.grad(*o).expect("the CPU gradient");
+                assert_close(
+                    &format!("{label} grad_{o}"),
+                    &leaf.grad(&grads),
+                    &g.data.to_f32(),
+                    2e-5,
+                );
             }
             checked += 1;
         }
     }
     assert!(checked >= 30, "only {checked} calls checked");
-}
-
-/// The loss of `ops` (rank 1 when reduced, else the CPU loss's rank `L`) and the gradient of
-/// `leaf` through `backward()` of its sum.
-fn forward_backward<const D: usize, const L: usize>(
-    loss: &Loss,
-    ops: Operands,
-    leaf: &Tensor<D>,
-    loss_shape: &[usize],
-) -> (Vec<f32>, Vec<f32>) {
-    let (value, total) = match loss_shape.len() {
-        0 => {
-            let v: Tensor<1> = loss.forward(ops).expect("the loss");
-            (v.clone(), v.sum())
-        }
-        1 => {
-            let v: Tensor<1> = loss.forward(ops).expect("the loss");
-            (v.clone(), v.sum())
-        }
-        _ => {
-            let v: Tensor<L> = loss.forward(ops).expect("the loss");
-            let flat: Tensor<1> = v.clone().flatten(0, L - 1);
-            (flat, v.sum())
-        }
-    };
-    let grads = total.backward();
-    let grad = leaf.grad(&grads).map(values).unwrap_or_default();
-    (values(value), grad)
 }
 
 #[test]

@@ -1,0 +1,68 @@
+//! The metric-learning and GAN examples (examples/embed_digits.rs, examples/gan_ring.rs) as
+//! tests: an embedding trained with wgloss's `triplet_margin` must classify 90% of the
+//! held-out digits by their nearest neighbour; a GAN trained with wgloss's
+//! `gan_discriminator`/`gan_generator` must reach at least 6 of the 8 modes of the ring,
+//! with most of its points within 3 standard deviations of a mode.
+
+#[allow(dead_code)]
+#[path = "../examples/embed_digits.rs"]
+mod embed_digits;
+#[allow(dead_code)]
+#[path = "../examples/gan_ring.rs"]
+mod gan_ring;
+
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+
+/// Burn's wgpu device with wgloss sharing it, once per test binary.
+fn device() -> Option<Device> {
+    static DEVICE: OnceLock<Option<Device>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| match wgloss_burn::init(Device::wgpu_options()) {
+            Ok(d) => Some(d.autodiff()),
+            Err(e) if std::env::var("WGLOSS_ALLOW_NO_ADAPTER").as_deref() == Ok("1") => {
+                eprintln!("SKIPPED (WGLOSS_ALLOW_NO_ADAPTER=1): no wgpu device: {e}");
+                None
+            }
+            Err(e) => {
+                panic!("no wgpu device for Burn ({e}); set WGLOSS_ALLOW_NO_ADAPTER=1 to skip")
+            }
+        })
+        .clone()
+}
+
+#[test]
+fn a_triplet_embedding_classifies_90_percent_of_held_out_digits() {
+    let Some(device) = device() else { return };
+    let report = embed_digits::train(&device, 10, 7).unwrap();
+    println!("{report:?}");
+    assert!(
+        report.losses.last() < report.losses.first(),
+        "the loss did not fall: {:?}",
+        report.losses
+    );
+    assert!(
+        report.nearest_neighbour_accuracy >= 0.90,
+        "held-out nearest-neighbour accuracy {:.4}",
+        report.nearest_neighbour_accuracy
+    );
+}
+
+#[test]
+fn the_gan_covers_the_ring() {
+    let Some(device) = device() else { return };
+    let report = gan_ring::train(&device, 1500, "non_saturating", 7).unwrap();
+    println!("{report:?}");
+    assert!(
+        report.modes_covered >= 6,
+        "{} modes covered: {:?}",
+        report.modes_covered,
+        report.per_mode
+    );
+    assert!(
+        report.within_3_std > 0.5,
+        "{:.3} of the points within 3 std of a mode",
+        report.within_3_std
+    );
+}
