@@ -6,6 +6,8 @@ For BENCHMARKS.md and benches/device/run.sh: run it on the same machine (and GPU
     python benches/pytorch_reference.py --n 67108864 --threads 2            # 3 losses, CPU
     python benches/pytorch_reference.py --all --n 4194304 --shape 1024x8192 --device cuda
     python benches/pytorch_reference.py --ce 4096x32768 --ce 256x131072 --dtype bfloat16
+    python benches/pytorch_reference.py --loss triplet_margin --loss cosine_embedding \
+        --shape 65536x256 --threads 2                      # pair losses: ROWSxDIM
 
 Each measurement: the loss (mean) and its gradient with respect to the input, as
 `loss.backward()` computes it (the input a fresh leaf each time, the other operands resident);
@@ -122,6 +124,49 @@ def class_target(kind, rows, classes, g, dtype, dev):
     return t.to(dev)
 
 
+def contrastive(x1, x2, y, margin=1.0):
+    d = F.pairwise_distance(x1, x2)
+    return (0.5 * (y * d ** 2 + (1 - y) * (margin - d).clamp_min(0) ** 2)).mean()
+
+
+# Pair and GAN losses: name -> (loss of the operands, differentiable operands, operands, the
+# target's draw or None). Every differentiable operand is a fresh leaf each run.
+PAIR = {
+    "triplet_margin": (lambda a, p, n: F.triplet_margin_loss(a, p, n), 3, 3, None),
+    "contrastive": (lambda a, b, t: contrastive(a, b, t), 2, 2, "label"),
+    "cosine_embedding": (lambda a, b, t: F.cosine_embedding_loss(a, b, t), 2, 2, "sign"),
+    "cosine_distance": (lambda a, b: (1 - F.cosine_similarity(a, b)).mean(), 1, 2, None),
+    "margin_ranking": (lambda a, b, t: F.margin_ranking_loss(a, b, t), 2, 2, "sign"),
+    "hinge_embedding": (lambda a, t: F.hinge_embedding_loss(a, t), 1, 1, "sign"),
+}
+GAN = {
+    "gan_discriminator": (lambda r, f: 0.5 * (F.binary_cross_entropy_with_logits(
+        r, torch.ones_like(r)) + F.softplus(f).mean()), 2),
+    "gan_generator": (lambda f: F.softplus(-f).mean(), 1),
+}
+
+
+def time_many(f, xs0, rest, reps, dev):
+    """f(*leaves, *rest).backward(), every one of xs0 a fresh leaf each run."""
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times, peak = [], 0
+    for rep in range(reps + 1):
+        xs = [x.clone().requires_grad_(True) for x in xs0]
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        sync()
+        s = time.perf_counter()
+        f(*xs, *rest).backward()
+        sync()
+        if rep > 0:
+            times.append(time.perf_counter() - s)
+        if dev.type == "cuda":
+            peak = max(peak, torch.cuda.max_memory_allocated() - base)
+        del xs
+    return statistics.median(times) * 1e3, (peak if dev.type == "cuda" else None)
+
+
 def measure(f, x0, reps, dev):
     """(median ms, peak extra bytes, None), or (None, None, why) where PyTorch has no kernel
     for the call (e.g. multi_margin in bfloat16 on the CPU)."""
@@ -135,23 +180,7 @@ def measure(f, x0, reps, dev):
 
 
 def time_call(f, x0, reps, dev):
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    times, peak = [], 0
-    for rep in range(reps + 1):
-        x = x0.clone().requires_grad_(True)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        sync()
-        s = time.perf_counter()
-        f(x).backward()
-        sync()
-        if rep > 0:
-            times.append(time.perf_counter() - s)
-        if dev.type == "cuda":
-            peak = max(peak, torch.cuda.max_memory_allocated() - base)
-        del x
-    return statistics.median(times) * 1e3, (peak if dev.type == "cuda" else None)
+    return time_many(f, [x0], [], reps, dev)
 
 
 def result(ms, nbytes, peak, error):
@@ -183,7 +212,8 @@ def main():
     if args.ce:
         losses, shapes = ["cross_entropy"], args.ce
     else:
-        losses = args.loss or (list(ELEMENTWISE) + list(CLASS) if args.all
+        losses = args.loss or (list(ELEMENTWISE) + list(CLASS) + list(PAIR) + list(GAN)
+                               if args.all
                                else ["mse", "huber", "bce_with_logits"])
         shapes = args.shape or ["1024x8192"]
     for dtype in dtypes:
@@ -205,6 +235,34 @@ def main():
                 nbytes = (reads + 1) * size * n
                 print(json.dumps({"loss": name, "n": n, "shape": [n], "bytes": nbytes,
                                   **result(ms, nbytes, peak, error), **common}))
+                continue
+            if name in PAIR:
+                f, grads, count, tk = PAIR[name]
+                for shape in shapes:
+                    rows, dim = (int(v) for v in shape.split("x"))
+                    per_element = name in ("margin_ranking", "hinge_embedding")
+                    full = (rows * dim,) if per_element else (rows, dim)
+                    ops = [draw("normal", full, g, dtype, dev) for _ in range(count)]
+                    rest = ops[grads:]
+                    if tk == "label":
+                        rest.append(torch.randint(0, 2, full[:1], generator=g).to(dtype).to(dev))
+                    elif tk:
+                        rest.append(draw("sign", full[:1], g, dtype, dev))
+                    ms, peak = time_many(f, ops[:grads], rest, args.reps, dev)
+                    n = rows * dim
+                    nbytes = (count + grads) * size * n + (size * full[0] if tk else 0)
+                    print(json.dumps({"loss": name, "rows": rows, "dim": dim,
+                                      "shape": [rows, dim], "bytes": nbytes,
+                                      **result(ms, nbytes, peak, None), **common}))
+                continue
+            if name in GAN:
+                f, count = GAN[name]
+                n = args.n
+                ops = [draw("normal", (n,), g, dtype, dev) for _ in range(count)]
+                ms, peak = time_many(f, ops, [], args.reps, dev)
+                nbytes = 2 * count * size * n
+                print(json.dumps({"loss": name, "n": n, "shape": [n], "bytes": nbytes,
+                                  **result(ms, nbytes, peak, None), **common}))
                 continue
             if name not in CLASS:
                 raise SystemExit(f"unknown loss {name!r}")

@@ -32,6 +32,12 @@ CASES = [
     ("cross_entropy", ["--shape", "1024x4096"], ["--shape", "1024x4096"], 15),
     ("cross_entropy", ["--shape", "1024x32768"], ["--shape", "1024x32768"], 5),
     ("cross_entropy", ["--shape", "4096x32768"], ["--shape", "4096x32768"], 5),
+    ("triplet_margin", ["--shape", "16384x256"], ["--shape", "16384x256"], 15),
+    ("triplet_margin", ["--shape", "65536x256"], ["--shape", "65536x256"], 7),
+    ("triplet_margin", ["--shape", "4096x1024"], ["--shape", "4096x1024"], 7),
+    ("triplet_margin", ["--shape", "65536x64"], ["--shape", "65536x64"], 7),
+    ("cosine_embedding", ["--shape", "16384x256"], ["--shape", "16384x256"], 15),
+    ("cosine_embedding", ["--shape", "65536x256"], ["--shape", "65536x256"], 7),
 ]
 
 
@@ -65,6 +71,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternations per case (default 3)")
     ap.add_argument("--out", help="also write every run's JSON here")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--loss", action="append", default=[], help="only these losses")
     args = ap.parse_args()
 
     if not args.no_build:
@@ -76,6 +83,8 @@ def main():
     runs = []
     table = []
     for loss, wflags, bflags, reps in CASES:
+        if args.loss and loss not in args.loss:
+            continue
         ours, theirs = [], []
         for _ in range(args.rounds):
             ours.append(run_json(

@@ -70,7 +70,7 @@ fn triplet_result(d_ap: f32, d_an: f32, d_pn: f32, k: vec3<f32>) -> PairResult {
     let v = d_ap - d_neg + params.options.x;
     let act = select(0.0, 1.0, v >= 0.0);
     let w = vec4<f32>(act * k.x, act * w_an * k.y, act * w_pn * k.z, 0.0);
-    return PairResult(max(v, 0.0), w, vec4<f32>(0.0), vec4<f32>(0.0));
+    return PairResult(max(v, 0.0), w, vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 }
 
 // ---- triplet_margin, distance = pnorm: ||x - y + eps||_p. options: (margin, p, eps, -).
@@ -92,19 +92,19 @@ fn triplet_pnorm_finish(s: PairStats, t: f32) -> PairResult {
     let d = vec3<f32>(p_root(s.u.x, q), p_root(s.u.y, q), p_root(s.u.z, q));
     let k = vec3<f32>(norm_grad_scale(d.x), norm_grad_scale(d.y), norm_grad_scale(d.z));
     var r = triplet_result(d.x, d.y, d.z, k);
-    // The inverse distances, for norm_grad.
-    r.c1 = vec4<f32>(select(1.0 / d, vec3<f32>(0.0), d == vec3<f32>(0.0)), 0.0);
+    // The inverse distances, for norm_grad (not coefficients: in k).
+    r.k = vec4<f32>(select(1.0 / d, vec3<f32>(0.0), d == vec3<f32>(0.0)), 0.0);
     return r;
 }
 
 fn triplet_pnorm_grad(r: PairResult, a: f32, p: f32, n: f32) -> vec3<f32> {
     let q = params.options.y;
     let eps = params.options.z;
-    let g_ap = r.c0.x * norm_grad(a - p + eps, r.c1.x, q);
-    let g_an = r.c0.y * norm_grad(a - n + eps, r.c1.y, q);
+    let g_ap = r.c0.x * norm_grad(a - p + eps, r.k.x, q);
+    let g_an = r.c0.y * norm_grad(a - n + eps, r.k.y, q);
     var g_pn = 0.0;
     if (has_flag(FLAG_SWAP)) {
-        g_pn = r.c0.z * norm_grad(p - n + eps, r.c1.z, q);
+        g_pn = r.c0.z * norm_grad(p - n + eps, r.k.z, q);
     }
     return vec3<f32>(g_ap - g_an, -g_ap - g_pn, g_an + g_pn);
 }
@@ -167,7 +167,7 @@ fn triplet_cosine_finish(s: PairStats, t: f32) -> PairResult {
     let c0 = vec4<f32>((act * c_ap - w_an * c_an) / (na * na), -act / (na * np), w_an / (na * nn), 0.0);
     let c1 = vec4<f32>(-act / (na * np), (act * c_ap - w_pn * c_pn) / (np * np), w_pn / (np * nn), 0.0);
     let c2 = vec4<f32>(w_an / (na * nn), w_pn / (np * nn), -(w_an * c_an + w_pn * c_pn) / (nn * nn), 0.0);
-    return PairResult(tr.loss, c0, c1, c2);
+    return PairResult(tr.loss, c0, c1, c2, vec4<f32>(0.0));
 }
 
 fn triplet_cosine_grad(r: PairResult, a: f32, p: f32, n: f32) -> vec3<f32> {
@@ -189,7 +189,7 @@ fn contrastive_finish(s: PairStats, y: f32) -> PairResult {
     let loss = 0.5 * (y * s.u.x + (1.0 - y) * hinge * hinge);
     // dL/dD dD/du = (y D - (1 - y) hinge) u / D; 0 at D = 0 (no 0/0).
     let k = select((y * d - (1.0 - y) * hinge) / d, 0.0, d == 0.0);
-    return PairResult(loss, vec4<f32>(k, 0.0, 0.0, 0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    return PairResult(loss, vec4<f32>(k, 0.0, 0.0, 0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 }
 
 fn contrastive_grad(r: PairResult, a: f32, b: f32, c: f32) -> vec3<f32> {
@@ -224,7 +224,7 @@ fn cosine_embedding_finish(s: PairStats, y: f32) -> PairResult {
     // dc/dx1 = x2 / den - c x1 / m1, dc/dx2 = x1 / den - c x2 / m2.
     let c0 = vec4<f32>(-sgn * cos / m1, sgn / den, 0.0, 0.0);
     let c1 = vec4<f32>(sgn / den, -sgn * cos / m2, 0.0, 0.0);
-    return PairResult(loss, c0, c1, vec4<f32>(0.0));
+    return PairResult(loss, c0, c1, vec4<f32>(0.0), vec4<f32>(0.0));
 }
 
 fn cosine_embedding_grad(r: PairResult, a: f32, b: f32, c: f32) -> vec3<f32> {
@@ -241,7 +241,7 @@ fn cosine_distance_finish(s: PairStats, t: f32) -> PairResult {
     let nb = cos_norm(s.u.z);
     let cos = s.u.x / (na * nb);
     let c0 = vec4<f32>(cos / (na * na), -1.0 / (na * nb), 0.0, 0.0);
-    return PairResult(1.0 - cos, c0, vec4<f32>(0.0), vec4<f32>(0.0));
+    return PairResult(1.0 - cos, c0, vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 }
 
 fn cosine_distance_grad(r: PairResult, a: f32, b: f32, c: f32) -> vec3<f32> {
@@ -259,7 +259,7 @@ fn margin_ranking_add(s: PairStats, a: f32, b: f32, c: f32) -> PairStats {
 fn margin_ranking_finish(s: PairStats, y: f32) -> PairResult {
     let v = -y * (s.u.x - s.u.y) + params.options.x;
     let g = select(0.0, -y, v >= 0.0);
-    return PairResult(max(v, 0.0), vec4<f32>(g, -g, 0.0, 0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    return PairResult(max(v, 0.0), vec4<f32>(g, -g, 0.0, 0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 }
 
 fn margin_ranking_grad(r: PairResult, a: f32, b: f32, c: f32) -> vec3<f32> {
@@ -287,7 +287,7 @@ fn hinge_embedding_finish(s: PairStats, y: f32) -> PairResult {
         loss = loss + max(v, 0.0);
         g = g - select(0.0, 1.0, v >= 0.0);
     }
-    return PairResult(loss, vec4<f32>(g, 0.0, 0.0, 0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    return PairResult(loss, vec4<f32>(g, 0.0, 0.0, 0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 }
 
 fn hinge_embedding_grad(r: PairResult, a: f32, b: f32, c: f32) -> vec3<f32> {

@@ -1,8 +1,10 @@
 //! The loss families, and the one registry that the command-line tool (and any other
 //! front end) reads.
 //!
-//! A family is what shares a kernel shape: [`elementwise`] (one value per element) and
-//! [`class`] (one softmax-like row per sample) today. Each family is one folder here
+//! A family is what shares a kernel shape: [`elementwise`] (one value per element),
+//! [`class`] (one softmax-like row per sample), [`pair`] (rows of embeddings compared row by
+//! row: sums per row, then every operand's gradient) and [`gan`] (two populations of logits,
+//! each averaged on its own). Each family is one folder here
 //! (`src/families/<family>/`) and one under `shaders/` (`shaders/<family>/`):
 //!
 //! * `mod.rs`: the spec (the losses and their options as a Rust enum, validation, shapes,
@@ -289,12 +291,17 @@ impl Call {
         self.operands.get(&operand)
     }
 
-    /// The storage type of the call: the input's (f32 when the input is missing or
-    /// integer).
+    /// The storage type of the call: its first differentiable operand's, as the registry
+    /// lists the loss's operands (`input`, `anchor`, `real`, ...; a `cosine_embedding` target
+    /// may be f32 beside f16 embeddings), else its first float operand's, else f32.
     pub fn dtype(&self) -> DType {
-        self.operands
-            .values()
-            .find_map(|t| t.data.dtype())
+        let first = find(&self.loss)
+            .ok()
+            .and_then(|(_, info)| info.operands.iter().find(|o| o.grad))
+            .and_then(|o| self.get(o.operand))
+            .and_then(|t| t.data.dtype());
+        first
+            .or_else(|| self.operands.values().find_map(|t| t.data.dtype()))
             .unwrap_or_default()
     }
 }

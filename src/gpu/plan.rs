@@ -219,6 +219,12 @@ impl<'l> PlanBuilder<'l> {
         self.spec.extra_source = Some(wgsl);
     }
 
+    /// The most partials [`PlanBuilder::final_sum`] adds in one dispatch (more take a tree of
+    /// them): a planner that can choose how many partials it leaves keeps to this.
+    pub fn final_sum_capacity(&self) -> u64 {
+        self.launch.workgroup_size as u64 * 64
+    }
+
     /// Dispatches that add `count` partials (in `partials`) in a fixed order and write
     /// `sum / divisor` to element 0 of `result`: one dispatch, or a tree of them when the
     /// partials are many (each workgroup of a level adds a segment, so that no invocation
@@ -234,7 +240,7 @@ impl<'l> PlanBuilder<'l> {
         zero_if_empty: bool,
     ) {
         let wg = self.launch.workgroup_size;
-        let segment = wg as u64 * 64;
+        let segment = self.final_sum_capacity();
         let mut from = partials;
         let mut n = count.max(1);
         while n > segment {

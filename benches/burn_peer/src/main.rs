@@ -5,6 +5,7 @@
 //! cd benches/burn_peer
 //! cargo run --release -- --loss cross_entropy --shape 1024x4096 --reps 15
 //! cargo run --release -- --loss mse --n 4194304 --reps 15 --json
+//! cargo run --release -- --loss triplet_margin --shape 16384x256 --reps 15
 //! ```
 //!
 //! What one repetition is (wall clock, host to host): make the resident input a fresh leaf that
@@ -16,7 +17,9 @@
 
 use std::time::Instant;
 
-use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
+use burn::nn::loss::{
+    CosineEmbeddingLossConfig, CrossEntropyLossConfig, MseLoss, Reduction, TripletMarginLossConfig,
+};
 use burn::tensor::{Device, DeviceKind, Distribution, Int, Tensor};
 use clap::{Parser, ValueEnum};
 
@@ -27,6 +30,12 @@ enum Loss {
     CrossEntropy,
     /// `burn::nn::loss::MseLoss` (mean).
     Mse,
+    /// `burn::nn::loss::TripletMarginLoss` (p = 2, margin 1, mean over rows; every operand's
+    /// gradient).
+    TripletMargin,
+    /// `burn::nn::loss::CosineEmbeddingLoss` (margin 0, mean over rows; both inputs'
+    /// gradients).
+    CosineEmbedding,
 }
 
 #[derive(Parser, Debug)]
@@ -37,7 +46,8 @@ struct Args {
     /// Elements, for `mse`.
     #[arg(long, default_value_t = 1 << 22)]
     n: usize,
-    /// ROWSxCLASSES, for `cross_entropy`.
+    /// ROWSxCLASSES for `cross_entropy`, ROWSxDIM for `triplet_margin` and
+    /// `cosine_embedding`.
     #[arg(long, default_value = "1024x4096")]
     shape: String,
     /// Timed repetitions (the median is reported).
@@ -91,6 +101,14 @@ fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
 }
 
 /// Fails unless every value is within a relative 1e-3 of the largest expected magnitude.
+/// Row `r` of `x` (rows of `dim`) in f64.
+fn row_f64(x: &[f32], r: usize, dim: usize) -> Vec<f64> {
+    x[r * dim..(r + 1) * dim]
+        .iter()
+        .map(|&v| v as f64)
+        .collect()
+}
+
 fn verify(loss: &str, got: &[f32], expected: &[f64]) -> Result<(), String> {
     let scale = expected.iter().fold(0.0f64, |a, &b| a.max(b.abs()));
     let worst = got
@@ -195,6 +213,122 @@ fn main() -> Result<(), String> {
             verify("mse", &floats(grad)?, &expected)?;
             // wgloss's count: input and target read once, the gradient written once.
             ("mse", n.to_string(), 12 * n, ms)
+        }
+        Loss::TripletMargin => {
+            let (rows, dim) = parse_shape(&args.shape)?;
+            let normal =
+                || Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), &device);
+            let (a, p, n) = (normal(), normal(), normal());
+            let loss = TripletMarginLossConfig::new().init();
+            let step = || {
+                let leaves = [a.clone(), p.clone(), n.clone()].map(|t| t.require_grad());
+                let [la, lp, ln] = leaves.clone();
+                let value = loss.forward(la, lp, ln, Reduction::Mean);
+                let grads = value.backward();
+                let g = leaves.map(|l| l.grad(&grads).expect("gradient of an operand"));
+                (value, g)
+            };
+            let ms = median_ms(args.warmup, args.reps, &device, || {
+                std::hint::black_box(step());
+            });
+            // The work was done: the anchor's gradient of the first rows against
+            // (u_ap / d_ap − u_an / d_an) / rows where the hinge is active (Burn's distance
+            // has no eps), computed here in f64.
+            let (_, [ga, _, _]) = step();
+            let checked = rows.min(64);
+            let rows_of = |t: &Tensor<2>| floats(t.clone().narrow(0, 0, checked));
+            let (xa, xp, xn) = (rows_of(&a)?, rows_of(&p)?, rows_of(&n)?);
+            let mut expected = Vec::with_capacity(checked * dim);
+            for r in 0..checked {
+                let row = |x: &[f32]| row_f64(x, r, dim);
+                let (ra, rp, rn) = (row(&xa), row(&xp), row(&xn));
+                let d = |y: &[f64]| {
+                    ra.iter()
+                        .zip(y)
+                        .map(|(a, b)| (a - b).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                };
+                let (dp, dn) = (d(&rp), d(&rn));
+                let active = dp - dn + 1.0 > 0.0;
+                for i in 0..dim {
+                    let g = (ra[i] - rp[i]) / dp - (ra[i] - rn[i]) / dn;
+                    expected.push(if active { g / rows as f64 } else { 0.0 });
+                }
+            }
+            verify("triplet_margin", &rows_of(&ga)?, &expected)?;
+            // wgloss's count: three operands read once, three gradients written once.
+            (
+                "triplet_margin",
+                format!("{rows}x{dim}"),
+                24 * rows * dim,
+                ms,
+            )
+        }
+        Loss::CosineEmbedding => {
+            let (rows, dim) = parse_shape(&args.shape)?;
+            let normal =
+                || Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), &device);
+            let (x1, x2) = (normal(), normal());
+            let target = Tensor::<1, Int>::random([rows], Distribution::Uniform(0.0, 2.0), &device)
+                .mul_scalar(2)
+                .sub_scalar(1);
+            let loss = CosineEmbeddingLossConfig::new().init();
+            let step = || {
+                let leaves = [x1.clone(), x2.clone()].map(|t| t.require_grad());
+                let [l1, l2] = leaves.clone();
+                let value = loss.forward(l1, l2, target.clone());
+                let grads = value.backward();
+                let g = leaves.map(|l| l.grad(&grads).expect("gradient of an input"));
+                (value, g)
+            };
+            let ms = median_ms(args.warmup, args.reps, &device, || {
+                std::hint::black_box(step());
+            });
+            // The work was done: the first input's gradient of the first rows against
+            // ∓(x2 / den − cos x1 / m1) / rows, computed here in f64 (Burn's eps: none that
+            // matters for these rows).
+            let (_, [g1, _]) = step();
+            let checked = rows.min(64);
+            let rows_of = |t: &Tensor<2>| floats(t.clone().narrow(0, 0, checked));
+            let (a, b) = (rows_of(&x1)?, rows_of(&x2)?);
+            let y: Vec<i64> = target
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .map_err(|e| format!("{e:?}"))?;
+            let mut expected = Vec::with_capacity(checked * dim);
+            for r in 0..checked {
+                let row = |x: &[f32]| row_f64(x, r, dim);
+                let (ra, rb) = (row(&a), row(&b));
+                let dot: f64 = ra.iter().zip(&rb).map(|(a, b)| a * b).sum();
+                let (m1, m2): (f64, f64) = (
+                    ra.iter().map(|v| v * v).sum(),
+                    rb.iter().map(|v| v * v).sum(),
+                );
+                let den = (m1 * m2).sqrt();
+                let cos = dot / den;
+                let sign = if y[r] == 1 {
+                    -1.0
+                } else if cos > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                };
+                for i in 0..dim {
+                    expected.push(sign * (rb[i] / den - cos * ra[i] / m1) / rows as f64);
+                }
+            }
+            verify("cosine_embedding", &rows_of(&g1)?, &expected)?;
+            // wgloss's count: two inputs read once, two gradients written once, a target per
+            // row (f32 in wgloss).
+            (
+                "cosine_embedding",
+                format!("{rows}x{dim}"),
+                16 * rows * dim + 4 * rows,
+                ms,
+            )
         }
     };
     let gbps = bytes as f64 / (ms * 1e-3) / 1e9;

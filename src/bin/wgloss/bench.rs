@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgloss::bench::{cpu_stream_add, median_ms, GpuStreamAdd, GpuTimer};
 use wgloss::compare::Tolerance;
 use wgloss::families::{self, Call, CallOutput, Family, LossInfo, SampleSize};
-use wgloss::{Context, DType, Operand};
+use wgloss::{Context, DType};
 
 use crate::{CliError, CliResult};
 
@@ -213,9 +213,12 @@ impl Subject<'_> {
             backend,
             adapter,
             dtype: self.call.dtype(),
+            // The shape of the loss's first operand (`input`, `anchor`, `real`, ...).
             shape: self
-                .call
-                .get(Operand::Input)
+                .info
+                .operands
+                .first()
+                .and_then(|o| self.call.get(o.operand))
                 .map_or_else(Vec::new, |t| t.shape.clone()),
             dims: self.info.dims,
             bytes: self.bytes,

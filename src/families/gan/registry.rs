@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::dtype::{DType, Element, HostData, HostTensor};
 use crate::error::{Error, Operand, Result};
 use crate::families::{
-    floats, Call, CallOutput, CpuRun, DeviceCall, DevicePlan, Family, LossInfo, OperandInfo,
+    floats, typed, Call, CallOutput, CpuRun, DeviceCall, DevicePlan, Family, LossInfo, OperandInfo,
     OptionInfo, OptionType, TensorDesc,
 };
 use crate::gpu::host::{HostCall, HostOperands, PreparedCall, ReadBack};
@@ -96,7 +96,8 @@ struct GanCall<'c, T: Element> {
 }
 
 impl<'c, T: Element> GanCall<'c, T> {
-    fn with_spec(call: &'c Call, spec: GanSpec) -> Result<Self> {
+    fn new(call: &'c Call) -> Result<Self> {
+        let spec = spec_of(&call.loss, &call.options, call.reduction)?;
         let loss = spec.loss.name();
         for operand in call.operands.keys() {
             let takes =
@@ -173,36 +174,6 @@ impl<'c, T: Element> GanCall<'c, T> {
     }
 }
 
-/// `$body` with `$t` the call made typed (`GanCall<T>`, `T` its first operand's type).
-macro_rules! typed_gan {
-    ($call:expr, |$t:ident| $body:expr) => {{
-        let spec = spec_of(&$call.loss, &$call.options, $call.reduction)?;
-        let first = if spec.loss.takes_real() {
-            Operand::Real
-        } else {
-            Operand::Fake
-        };
-        match $call
-            .get(first)
-            .and_then(|t| t.data.dtype())
-            .unwrap_or_default()
-        {
-            DType::F32 => {
-                let $t = GanCall::<f32>::with_spec($call, spec)?;
-                $body
-            }
-            DType::F16 => {
-                let $t = GanCall::<crate::f16>::with_spec($call, spec)?;
-                $body
-            }
-            DType::Bf16 => {
-                let $t = GanCall::<crate::bf16>::with_spec($call, spec)?;
-                $body
-            }
-        }
-    }};
-}
-
 impl Family for GanFamily {
     fn name(&self) -> &'static str {
         "gan"
@@ -213,21 +184,21 @@ impl Family for GanFamily {
     }
 
     fn cpu(&self, call: &Call) -> Result<CallOutput> {
-        typed_gan!(call, |t| {
+        typed!(call, GanCall, |t| {
             let out = t.with_operands(|ops| cpu::compute(&t.spec, ops))?;
             Ok(t.output(out))
         })
     }
 
     fn prepare_gpu(&self, call: &Call, ctx: &Context) -> Result<PreparedCall> {
-        typed_gan!(call, |t| t.with_operands(|ops| {
+        typed!(call, GanCall, |t| t.with_operands(|ops| {
             let host = ops.gpu_call(&t.spec, ctx)?;
             PreparedCall::new(ctx, host)
         }))
     }
 
     fn gpu_output(&self, call: &Call, read: ReadBack) -> Result<CallOutput> {
-        typed_gan!(call, |t| {
+        typed!(call, GanCall, |t| {
             let out = t.with_operands(|ops| ops.gpu_output(&t.spec, read))?;
             Ok(t.output(out))
         })
@@ -252,7 +223,7 @@ impl Family for GanFamily {
     }
 
     fn cpu_runner<'c>(&self, call: &'c Call) -> Result<Box<dyn CpuRun + 'c>> {
-        typed_gan!(call, |t| {
+        typed!(call, GanCall, |t| {
             let out = GanOutput {
                 loss: f32::NAN,
                 grad_real: vec![Default::default(); t.real.as_ref().map_or(0, |(_, v)| v.len())],
@@ -304,7 +275,9 @@ impl Family for GanFamily {
     }
 
     fn traffic_bytes(&self, call: &Call) -> Result<u64> {
-        typed_gan!(call, |t| Ok(gpu::traffic_bytes(&t.layout(t.dtype()))))
+        typed!(call, GanCall, |t| Ok(gpu::traffic_bytes(
+            &t.layout(t.dtype())
+        )))
     }
 }
 

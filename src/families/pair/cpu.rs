@@ -1,11 +1,14 @@
 //! The CPU path of the pair family: rayon over blocks of rows; each row in two straight
-//! passes (its sums, then its gradients), `f64` arithmetic. The same three steps as the WGSL
-//! (`shaders/pair/losses.wgsl`): per element `add` to the row's sums, per row `finish`
-//! (the loss and the coefficients of the gradients), per element `grad`.
+//! passes over its f32 values (its sums, then its gradients), which the compiler vectorises.
+//! The same three steps as the WGSL (`shaders/pair/losses.wgsl`): per element the terms of
+//! the row's sums (f32, added in `f64` lanes), per row `finish` (the loss and the
+//! coefficients of the gradients, in `f64`), per element the gradients (f32).
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::{Distance, PairLoss, PairOperands, PairOutput, PairSpec, PairTarget};
+use crate::cpu::tile::LANES;
 use crate::dtype::Element;
 use crate::error::Result;
 use crate::output::LossValue;
@@ -17,83 +20,104 @@ const TASK_ELEMENTS: usize = 1 << 14;
 /// One rayon task: its first row, its rows' losses, its part of each gradient.
 type Task<'a, T> = (usize, &'a mut [f64], Vec<&'a mut [T]>);
 
-/// A row's sums (the loss says what each is).
-type Sums = [f64; 8];
+/// Sums a row keeps at most.
+const SUMS: usize = 6;
 
-/// What a loss concludes from a row: its loss and the coefficients of its gradients.
+/// One element's contribution to each of the row's sums (f32; summed in f64).
+type Terms = [f32; SUMS];
+
+/// What a loss concludes from a row: its loss, the coefficients of its gradients and, for a
+/// fractional `p`, the inverse distances.
 #[derive(Clone, Copy, Debug, Default)]
 struct RowResult {
     loss: f64,
-    c: [[f64; 3]; 3],
+    c: [[f32; 3]; 3],
+    inv_d: [f32; 3],
 }
 
-/// One loss's math, per element and per row (the twin of its WGSL functions).
+/// One loss's math (the twin of its WGSL functions): the terms of the row's sums per element
+/// (f32, added in f64 lanes), the row's loss and coefficients (f64), the gradients of `x0`,
+/// `x1`, `x2` per element (f32, before the row's factor).
 trait RowMath: Sync {
-    fn add(&self, s: &mut Sums, a: f64, b: f64, c: f64);
-    fn finish(&self, s: &Sums, t: f64) -> RowResult;
-    /// The gradients of `x0`, `x1`, `x2` at one element, before the row's factor.
-    fn grad(&self, r: &RowResult, a: f64, b: f64, c: f64) -> [f64; 3];
-}
-
-/// `|u|^p`, `sign(u) |u|^(p−1)` and `(Σ|u|^p)^(1/p)` with the exact cases of p = 1 and 2.
-#[derive(Clone, Copy)]
-struct Norm {
-    p: f64,
-}
-
-impl Norm {
+    /// Sums it keeps (the first `N` of [`Terms`]).
+    const N: usize;
+    fn terms(&self, a: f32, b: f32, c: f32) -> Terms;
+    /// Adds the terms of `LANES` elements into the row's `f64` lanes (lane `l` takes element
+    /// `l`). The losses override it with one straight loop per sum, which vectorises.
     #[inline(always)]
-    fn pow(self, u: f64) -> f64 {
-        if self.p == 2.0 {
-            u * u
-        } else if self.p == 1.0 {
-            u.abs()
-        } else if u == 0.0 {
-            0.0
-        } else {
-            u.abs().powf(self.p)
+    fn add_lanes(&self, acc: &mut [[f64; LANES]; SUMS], a: &[f32], b: &[f32], c: &[f32]) {
+        for l in 0..LANES {
+            let x = self.terms(a[l], b[l], c[l]);
+            for k in 0..Self::N {
+                acc[k][l] += x[k] as f64;
+            }
+        }
+    }
+    fn finish(&self, s: &[f64; SUMS], t: f64) -> RowResult;
+    fn grad(&self, r: &RowResult, a: f32, b: f32, c: f32) -> [f32; 3];
+}
+
+/// `|u|^p` and the gradient of `‖u‖_p`, with the exact cases of p = 1 and 2 chosen at
+/// compile time (`P` = 1, 2, or 0 for any other `p`), so that the row loops vectorise.
+#[derive(Clone, Copy)]
+struct Norm<const P: u8> {
+    p: f32,
+}
+
+impl<const P: u8> Norm<P> {
+    #[inline(always)]
+    fn pow(self, u: f32) -> f32 {
+        match P {
+            2 => u * u,
+            1 => u.abs(),
+            _ if u == 0.0 => 0.0,
+            _ => u.abs().powf(self.p),
         }
     }
 
+    /// `d‖u‖_p/du` times `d^(p−1)` for p = 1 and 2 (whose `1/d^(p−1)` is in the row's
+    /// coefficient): `sign(u) |u / d|^(p−1)` otherwise, `inv_d` = 1/d (0 for d = 0).
     #[inline(always)]
-    fn pow_grad(self, u: f64) -> f64 {
-        if self.p == 2.0 {
-            u
-        } else if self.p == 1.0 {
-            sign(u)
-        } else if u == 0.0 {
-            0.0
-        } else {
-            sign(u) * u.abs().powf(self.p - 1.0)
+    fn grad(self, u: f32, inv_d: f32) -> f32 {
+        match P {
+            2 => u,
+            1 => sign(u),
+            _ => {
+                let a = u.abs() * inv_d;
+                if a == 0.0 {
+                    0.0
+                } else {
+                    sign(u) * a.powf(self.p - 1.0)
+                }
+            }
         }
     }
 
     fn root(self, s: f64) -> f64 {
-        if self.p == 2.0 {
-            s.sqrt()
-        } else if self.p == 1.0 || s == 0.0 {
-            s
-        } else {
-            s.powf(1.0 / self.p)
+        match P {
+            2 => s.sqrt(),
+            1 => s,
+            _ if s == 0.0 => 0.0,
+            _ => s.powf(1.0 / self.p as f64),
         }
     }
 
-    /// `1 / d^(p−1)`; 0 for a zero distance (PyTorch's norm backward masks it: no 0/0).
-    fn inv_pow(self, d: f64) -> f64 {
+    /// The coefficient of [`Norm::grad`]: 1/d for p = 2, else 1; 0 for a zero distance
+    /// (PyTorch's norm backward masks it: no 0/0).
+    fn grad_scale(self, d: f64) -> f64 {
         if d == 0.0 {
             0.0
-        } else if self.p == 1.0 {
-            1.0
-        } else if self.p == 2.0 {
+        } else if P == 2 {
             1.0 / d
         } else {
-            1.0 / d.powf(self.p - 1.0)
+            1.0
         }
     }
 }
 
 /// `sign` with `sign(0) = 0` (PyTorch's `sgn`).
-fn sign(u: f64) -> f64 {
+#[inline(always)]
+fn sign(u: f32) -> f32 {
     if u > 0.0 {
         1.0
     } else if u < 0.0 {
@@ -104,8 +128,8 @@ fn sign(u: f64) -> f64 {
 }
 
 /// The triplet clamp and swap: the loss and the weights of `d(a,p)`, `d(a,n)`, `d(p,n)`'s
-/// gradients (times `k_*`, each distance's own factor).
-fn triplet_result(margin: f64, swap: bool, d: [f64; 3], k: [f64; 3]) -> (f64, [f64; 3]) {
+/// gradients (times `k`, each distance's own factor).
+fn triplet_result(margin: f64, swap: bool, d: [f64; 3], k: [f64; 3]) -> (f64, [f32; 3]) {
     let [d_ap, d_an, d_pn] = d;
     let (d_neg, w_an) = if swap {
         let w = if d_an == d_pn {
@@ -124,30 +148,60 @@ fn triplet_result(margin: f64, swap: bool, d: [f64; 3], k: [f64; 3]) -> (f64, [f
     let act = if v >= 0.0 { 1.0 } else { 0.0 };
     (
         v.max(0.0),
-        [act * k[0], act * w_an * k[1], act * w_pn * k[2]],
+        [
+            (act * k[0]) as f32,
+            (act * w_an * k[1]) as f32,
+            (act * w_pn * k[2]) as f32,
+        ],
     )
 }
 
-/// Triplet with `‖x − y + eps‖_p` or `‖x − y‖²`.
-struct TripletNorm {
+/// Triplet with `‖x − y + eps‖_p`, or `‖x − y‖²` (`squared`: P = 2, eps 0); `SWAP` is the
+/// option (chosen at compile time, as `P`).
+struct TripletNorm<const P: u8, const SWAP: bool> {
     margin: f64,
-    eps: f64,
-    swap: bool,
-    norm: Norm,
+    eps: f32,
+    norm: Norm<P>,
     squared: bool,
 }
 
-impl RowMath for TripletNorm {
+impl<const P: u8, const SWAP: bool> RowMath for TripletNorm<P, SWAP> {
+    const N: usize = 3;
+
     #[inline(always)]
-    fn add(&self, s: &mut Sums, a: f64, p: f64, n: f64) {
-        s[0] += self.norm.pow(a - p + self.eps);
-        s[1] += self.norm.pow(a - n + self.eps);
-        if self.swap {
-            s[2] += self.norm.pow(p - n + self.eps);
+    fn terms(&self, a: f32, p: f32, n: f32) -> Terms {
+        let pn = if SWAP {
+            self.norm.pow(p - n + self.eps)
+        } else {
+            0.0
+        };
+        [
+            self.norm.pow(a - p + self.eps),
+            self.norm.pow(a - n + self.eps),
+            pn,
+            0.0,
+            0.0,
+            0.0,
+        ]
+    }
+
+    #[inline(always)]
+    fn add_lanes(&self, acc: &mut [[f64; LANES]; SUMS], a: &[f32], p: &[f32], n: &[f32]) {
+        let (a, p, n) = (&a[..LANES], &p[..LANES], &n[..LANES]);
+        for l in 0..LANES {
+            acc[0][l] += self.norm.pow(a[l] - p[l] + self.eps) as f64;
+        }
+        for l in 0..LANES {
+            acc[1][l] += self.norm.pow(a[l] - n[l] + self.eps) as f64;
+        }
+        if SWAP {
+            for l in 0..LANES {
+                acc[2][l] += self.norm.pow(p[l] - n[l] + self.eps) as f64;
+            }
         }
     }
 
-    fn finish(&self, s: &Sums, _t: f64) -> RowResult {
+    fn finish(&self, s: &[f64; SUMS], _t: f64) -> RowResult {
         let (d, k) = if self.squared {
             ([s[0], s[1], s[2]], [2.0; 3])
         } else {
@@ -156,22 +210,23 @@ impl RowMath for TripletNorm {
                 self.norm.root(s[1]),
                 self.norm.root(s[2]),
             ];
-            (d, d.map(|d| self.norm.inv_pow(d)))
+            (d, d.map(|d| self.norm.grad_scale(d)))
         };
-        let (loss, w) = triplet_result(self.margin, self.swap, d, k);
+        let (loss, w) = triplet_result(self.margin, SWAP, d, k);
         RowResult {
             loss,
             c: [w, [0.0; 3], [0.0; 3]],
+            inv_d: d.map(|d| if d == 0.0 { 0.0 } else { (1.0 / d) as f32 }),
         }
     }
 
     #[inline(always)]
-    fn grad(&self, r: &RowResult, a: f64, p: f64, n: f64) -> [f64; 3] {
+    fn grad(&self, r: &RowResult, a: f32, p: f32, n: f32) -> [f32; 3] {
         let [k_ap, k_an, k_pn] = r.c[0];
-        let g_ap = k_ap * self.norm.pow_grad(a - p + self.eps);
-        let g_an = k_an * self.norm.pow_grad(a - n + self.eps);
-        let g_pn = if self.swap {
-            k_pn * self.norm.pow_grad(p - n + self.eps)
+        let g_ap = k_ap * self.norm.grad(a - p + self.eps, r.inv_d[0]);
+        let g_an = k_an * self.norm.grad(a - n + self.eps, r.inv_d[1]);
+        let g_pn = if SWAP {
+            k_pn * self.norm.grad(p - n + self.eps, r.inv_d[2])
         } else {
             0.0
         };
@@ -186,8 +241,13 @@ fn cos_norm(sq: f64) -> f64 {
 
 /// The gradients as linear combinations of the row's elements: `grad_i = c[i] · (a, b, c)`.
 #[inline(always)]
-fn linear(r: &RowResult, a: f64, b: f64, c: f64) -> [f64; 3] {
+fn linear(r: &RowResult, a: f32, b: f32, c: f32) -> [f32; 3] {
     r.c.map(|k| k[0] * a + k[1] * b + k[2] * c)
+}
+
+/// A `[[f64; 3]; 3]` of coefficients as f32.
+fn coefficients(c: [[f64; 3]; 3]) -> [[f32; 3]; 3] {
+    c.map(|row| row.map(|v| v as f32))
 }
 
 /// Triplet with `1 − cos(x, y)`.
@@ -197,30 +257,41 @@ struct TripletCosine {
 }
 
 impl RowMath for TripletCosine {
+    const N: usize = 6;
+
     #[inline(always)]
-    fn add(&self, s: &mut Sums, a: f64, p: f64, n: f64) {
-        s[0] += a * p;
-        s[1] += a * n;
-        s[2] += p * n;
-        s[3] += a * a;
-        s[4] += p * p;
-        s[5] += n * n;
+    fn terms(&self, a: f32, p: f32, n: f32) -> Terms {
+        [a * p, a * n, p * n, a * a, p * p, n * n]
     }
 
-    fn finish(&self, s: &Sums, _t: f64) -> RowResult {
+    #[inline(always)]
+    fn add_lanes(&self, acc: &mut [[f64; LANES]; SUMS], a: &[f32], p: &[f32], n: &[f32]) {
+        let (a, p, n) = (&a[..LANES], &p[..LANES], &n[..LANES]);
+        for l in 0..LANES {
+            acc[0][l] += (a[l] * p[l]) as f64;
+            acc[1][l] += (a[l] * n[l]) as f64;
+            acc[2][l] += (p[l] * n[l]) as f64;
+            acc[3][l] += (a[l] * a[l]) as f64;
+            acc[4][l] += (p[l] * p[l]) as f64;
+            acc[5][l] += (n[l] * n[l]) as f64;
+        }
+    }
+
+    fn finish(&self, s: &[f64; SUMS], _t: f64) -> RowResult {
         let (na, np, nn) = (cos_norm(s[3]), cos_norm(s[4]), cos_norm(s[5]));
         let (c_ap, c_an, c_pn) = (s[0] / (na * np), s[1] / (na * nn), s[2] / (np * nn));
-        let (loss, [act, w_an, w_pn]) = triplet_result(
+        let (loss, w) = triplet_result(
             self.margin,
             self.swap,
             [1.0 - c_ap, 1.0 - c_an, 1.0 - c_pn],
             [1.0; 3],
         );
+        let [act, w_an, w_pn] = w.map(|v| v as f64);
         // d = 1 − cos: grad_a = −∂cos_ap/∂a + w_an ∂cos_an/∂a, and so on, with
-        // ∂cos_xy/∂x = y / (‖x‖‖y‖) − cos_xy x / ‖x‖².
+        // ∂cos_xy/∂x = y / (‖x‖‖y‖) − cos_xy x / ‖x‖² (w_an, w_pn include the clamp).
         let c = [
             [
-                act * (c_ap - w_an * c_an) / (na * na),
+                (act * c_ap - w_an * c_an) / (na * na),
                 -act / (na * np),
                 w_an / (na * nn),
             ],
@@ -235,11 +306,15 @@ impl RowMath for TripletCosine {
                 -(w_an * c_an + w_pn * c_pn) / (nn * nn),
             ],
         ];
-        RowResult { loss, c }
+        RowResult {
+            loss,
+            c: coefficients(c),
+            inv_d: [0.0; 3],
+        }
     }
 
     #[inline(always)]
-    fn grad(&self, r: &RowResult, a: f64, p: f64, n: f64) -> [f64; 3] {
+    fn grad(&self, r: &RowResult, a: f32, p: f32, n: f32) -> [f32; 3] {
         linear(r, a, p, n)
     }
 }
@@ -247,17 +322,28 @@ impl RowMath for TripletCosine {
 /// `½ [y D² + (1 − y) max(0, margin − D)²]`.
 struct Contrastive {
     margin: f64,
-    eps: f64,
+    eps: f32,
 }
 
 impl RowMath for Contrastive {
+    const N: usize = 1;
+
     #[inline(always)]
-    fn add(&self, s: &mut Sums, a: f64, b: f64, _c: f64) {
+    fn terms(&self, a: f32, b: f32, _c: f32) -> Terms {
         let u = a - b + self.eps;
-        s[0] += u * u;
+        [u * u, 0.0, 0.0, 0.0, 0.0, 0.0]
     }
 
-    fn finish(&self, s: &Sums, y: f64) -> RowResult {
+    #[inline(always)]
+    fn add_lanes(&self, acc: &mut [[f64; LANES]; SUMS], a: &[f32], b: &[f32], _c: &[f32]) {
+        let (a, b) = (&a[..LANES], &b[..LANES]);
+        for l in 0..LANES {
+            let u = a[l] - b[l] + self.eps;
+            acc[0][l] += (u * u) as f64;
+        }
+    }
+
+    fn finish(&self, s: &[f64; SUMS], y: f64) -> RowResult {
         let d = s[0].sqrt();
         let hinge = (self.margin - d).max(0.0);
         let loss = 0.5 * (y * s[0] + (1.0 - y) * hinge * hinge);
@@ -269,14 +355,26 @@ impl RowMath for Contrastive {
         };
         RowResult {
             loss,
-            c: [[k, 0.0, 0.0], [0.0; 3], [0.0; 3]],
+            c: [[k as f32, 0.0, 0.0], [0.0; 3], [0.0; 3]],
+            inv_d: [0.0; 3],
         }
     }
 
     #[inline(always)]
-    fn grad(&self, r: &RowResult, a: f64, b: f64, _c: f64) -> [f64; 3] {
+    fn grad(&self, r: &RowResult, a: f32, b: f32, _c: f32) -> [f32; 3] {
         let g = r.c[0][0] * (a - b + self.eps);
         [g, -g, 0.0]
+    }
+}
+
+/// Adds `x1·x2`, `‖x1‖²`, `‖x2‖²` of `LANES` elements into the row's lanes.
+#[inline(always)]
+fn cosine_add_lanes(acc: &mut [[f64; LANES]; SUMS], a: &[f32], b: &[f32]) {
+    let (a, b) = (&a[..LANES], &b[..LANES]);
+    for l in 0..LANES {
+        acc[0][l] += (a[l] * b[l]) as f64;
+        acc[1][l] += (a[l] * a[l]) as f64;
+        acc[2][l] += (b[l] * b[l]) as f64;
     }
 }
 
@@ -286,14 +384,19 @@ struct CosineEmbedding {
 }
 
 impl RowMath for CosineEmbedding {
+    const N: usize = 3;
+
     #[inline(always)]
-    fn add(&self, s: &mut Sums, a: f64, b: f64, _c: f64) {
-        s[0] += a * b;
-        s[1] += a * a;
-        s[2] += b * b;
+    fn terms(&self, a: f32, b: f32, _c: f32) -> Terms {
+        [a * b, a * a, b * b, 0.0, 0.0, 0.0]
     }
 
-    fn finish(&self, s: &Sums, y: f64) -> RowResult {
+    #[inline(always)]
+    fn add_lanes(&self, acc: &mut [[f64; LANES]; SUMS], a: &[f32], b: &[f32], _c: &[f32]) {
+        cosine_add_lanes(acc, a, b);
+    }
+
+    fn finish(&self, s: &[f64; SUMS], y: f64) -> RowResult {
         let (m1, m2) = (s[1] + 1e-12, s[2] + 1e-12);
         let den = (m1 * m2).sqrt();
         let cos = s[0] / den;
@@ -308,16 +411,17 @@ impl RowMath for CosineEmbedding {
         // ∂c/∂x1 = x2 / den − c x1 / m1, ∂c/∂x2 = x1 / den − c x2 / m2.
         RowResult {
             loss,
-            c: [
+            c: coefficients([
                 [-sign * cos / m1, sign / den, 0.0],
                 [sign / den, -sign * cos / m2, 0.0],
                 [0.0; 3],
-            ],
+            ]),
+            inv_d: [0.0; 3],
         }
     }
 
     #[inline(always)]
-    fn grad(&self, r: &RowResult, a: f64, b: f64, c: f64) -> [f64; 3] {
+    fn grad(&self, r: &RowResult, a: f32, b: f32, c: f32) -> [f32; 3] {
         linear(r, a, b, c)
     }
 }
@@ -326,24 +430,30 @@ impl RowMath for CosineEmbedding {
 struct CosineDistance;
 
 impl RowMath for CosineDistance {
+    const N: usize = 3;
+
     #[inline(always)]
-    fn add(&self, s: &mut Sums, a: f64, b: f64, _c: f64) {
-        s[0] += a * b;
-        s[1] += a * a;
-        s[2] += b * b;
+    fn terms(&self, a: f32, b: f32, _c: f32) -> Terms {
+        [a * b, a * a, b * b, 0.0, 0.0, 0.0]
     }
 
-    fn finish(&self, s: &Sums, _t: f64) -> RowResult {
+    #[inline(always)]
+    fn add_lanes(&self, acc: &mut [[f64; LANES]; SUMS], a: &[f32], b: &[f32], _c: &[f32]) {
+        cosine_add_lanes(acc, a, b);
+    }
+
+    fn finish(&self, s: &[f64; SUMS], _t: f64) -> RowResult {
         let (na, nb) = (cos_norm(s[1]), cos_norm(s[2]));
         let cos = s[0] / (na * nb);
         RowResult {
             loss: 1.0 - cos,
-            c: [[cos / (na * na), -1.0 / (na * nb), 0.0], [0.0; 3], [0.0; 3]],
+            c: coefficients([[cos / (na * na), -1.0 / (na * nb), 0.0], [0.0; 3], [0.0; 3]]),
+            inv_d: [0.0; 3],
         }
     }
 
     #[inline(always)]
-    fn grad(&self, r: &RowResult, a: f64, b: f64, c: f64) -> [f64; 3] {
+    fn grad(&self, r: &RowResult, a: f32, b: f32, c: f32) -> [f32; 3] {
         linear(r, a, b, c)
     }
 }
@@ -354,23 +464,25 @@ struct MarginRanking {
 }
 
 impl RowMath for MarginRanking {
+    const N: usize = 2;
+
     #[inline(always)]
-    fn add(&self, s: &mut Sums, a: f64, b: f64, _c: f64) {
-        s[0] += a;
-        s[1] += b;
+    fn terms(&self, a: f32, b: f32, _c: f32) -> Terms {
+        [a, b, 0.0, 0.0, 0.0, 0.0]
     }
 
-    fn finish(&self, s: &Sums, y: f64) -> RowResult {
+    fn finish(&self, s: &[f64; SUMS], y: f64) -> RowResult {
         let v = -y * (s[0] - s[1]) + self.margin;
-        let g = if v >= 0.0 { -y } else { 0.0 };
+        let g = if v >= 0.0 { -y as f32 } else { 0.0 };
         RowResult {
             loss: v.max(0.0),
             c: [[g, -g, 0.0], [0.0; 3], [0.0; 3]],
+            inv_d: [0.0; 3],
         }
     }
 
     #[inline(always)]
-    fn grad(&self, r: &RowResult, _a: f64, _b: f64, _c: f64) -> [f64; 3] {
+    fn grad(&self, r: &RowResult, _a: f32, _b: f32, _c: f32) -> [f32; 3] {
         r.c[0]
     }
 }
@@ -381,15 +493,17 @@ struct HingeEmbedding {
 }
 
 impl RowMath for HingeEmbedding {
+    const N: usize = 1;
+
     #[inline(always)]
-    fn add(&self, s: &mut Sums, a: f64, _b: f64, _c: f64) {
-        s[0] += a;
+    fn terms(&self, a: f32, _b: f32, _c: f32) -> Terms {
+        [a, 0.0, 0.0, 0.0, 0.0, 0.0]
     }
 
-    fn finish(&self, s: &Sums, y: f64) -> RowResult {
+    fn finish(&self, s: &[f64; SUMS], y: f64) -> RowResult {
         let x = s[0];
         let v = self.margin - x;
-        let (mut loss, mut g) = (0.0, 0.0);
+        let (mut loss, mut g) = (0.0, 0.0f32);
         if y != -1.0 {
             loss += x;
             g += 1.0;
@@ -403,11 +517,12 @@ impl RowMath for HingeEmbedding {
         RowResult {
             loss,
             c: [[g, 0.0, 0.0], [0.0; 3], [0.0; 3]],
+            inv_d: [0.0; 3],
         }
     }
 
     #[inline(always)]
-    fn grad(&self, r: &RowResult, _a: f64, _b: f64, _c: f64) -> [f64; 3] {
+    fn grad(&self, r: &RowResult, _a: f32, _b: f32, _c: f32) -> [f32; 3] {
         r.c[0]
     }
 }
@@ -451,22 +566,37 @@ pub fn compute_into<T: Element>(
             }
             d => {
                 let squared = d == Distance::Squared;
-                let m = TripletNorm {
-                    margin: margin as f64,
-                    eps: if squared { 0.0 } else { eps as f64 },
-                    swap,
-                    norm: Norm {
-                        p: if squared { 2.0 } else { p as f64 },
-                    },
-                    squared,
-                };
-                run(&m, spec, ops, rows, grads)
+                let (p, eps) = if squared { (2.0, 0.0) } else { (p, eps) };
+                macro_rules! triplet {
+                    ($p:literal, $swap:literal) => {
+                        run(
+                            &TripletNorm::<$p, $swap> {
+                                margin: margin as f64,
+                                eps,
+                                norm: Norm { p },
+                                squared,
+                            },
+                            spec,
+                            ops,
+                            rows,
+                            grads,
+                        )
+                    };
+                }
+                match (p, swap) {
+                    (2.0, false) => triplet!(2, false),
+                    (2.0, true) => triplet!(2, true),
+                    (1.0, false) => triplet!(1, false),
+                    (1.0, true) => triplet!(1, true),
+                    (_, false) => triplet!(0, false),
+                    (_, true) => triplet!(0, true),
+                }
             }
         },
         PairLoss::Contrastive { margin, eps } => {
             let m = Contrastive {
                 margin: margin as f64,
-                eps: eps as f64,
+                eps,
             };
             run(&m, spec, ops, rows, grads)
         }
@@ -488,6 +618,55 @@ pub fn compute_into<T: Element>(
                 margin: margin as f64,
             };
             run(&m, spec, ops, rows, grads)
+        }
+    }
+}
+
+/// A row's sums: each element's terms (f32) added into `f64` lanes, in a fixed order (the
+/// same bits every run). Compiled per instruction set, chosen at run time.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn row_sums<M: RowMath>(math: &M, a: &[f32], b: &[f32], c: &[f32]) -> [f64; SUMS] {
+    let mut acc = [[0.0f64; LANES]; SUMS];
+    let (ca, cb, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+    for ((a, b), c) in ca.zip(cb).zip(cc) {
+        math.add_lanes(&mut acc, a, b, c);
+    }
+    for ((&a, &b), &c) in ra.iter().zip(rb).zip(rc) {
+        let terms = math.terms(a, b, c);
+        for k in 0..M::N {
+            acc[k][0] += terms[k] as f64;
+        }
+    }
+    let mut s = [0.0f64; SUMS];
+    for (s, acc) in s.iter_mut().zip(&acc) {
+        *s = acc.iter().sum();
+    }
+    s
+}
+
+/// A row's `G` gradients, times `factor`, into `out`. Compiled per instruction set.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn row_grads<M: RowMath, const G: usize>(
+    math: &M,
+    r: &RowResult,
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    factor: f32,
+    out: [&mut [f32]; G],
+) {
+    let dim = a.len();
+    let (b, c) = (&b[..dim], &c[..dim]);
+    let out = out.map(|o| &mut o[..dim]);
+    for i in 0..dim {
+        let g = math.grad(r, a[i], b[i], c[i]);
+        for k in 0..G {
+            out[k][i] = g[k] * factor;
         }
     }
 }
@@ -519,21 +698,28 @@ fn run<T: Element, M: RowMath>(
     }
     let x = ops.x;
     tasks.into_par_iter().for_each(|(first, losses, mut g)| {
-        // The row's operands as f64, side by side (a, b, c per element; zeros where the loss
-        // has fewer operands): both passes read them from L1.
-        let mut row_values = vec![0.0f64; 3 * dim];
+        // Rows as f32: the operands themselves for f32, else converted once per row; zeros
+        // where the loss has fewer operands. The gradients of a 16-bit call go through
+        // `out` first.
+        let mut converted = vec![vec![0.0f32; dim]; 3];
+        let zeros = vec![0.0f32; dim];
+        let mut out = vec![vec![0.0f32; dim]; g.len()];
         for (j, loss) in losses.iter_mut().enumerate() {
             let row = first + j;
             let base = row * dim;
-            for (k, xk) in x.iter().enumerate() {
-                for (i, v) in xk[base..base + dim].iter().enumerate() {
-                    row_values[3 * i + k] = v.to_f32() as f64;
+            for (xk, conv) in x.iter().zip(converted.iter_mut()) {
+                let src = &xk[base..base + dim];
+                if T::as_f32_slice(src).is_none() {
+                    T::to_f32_slice(src, conv);
                 }
             }
-            let mut s: Sums = [0.0; 8];
-            for v in row_values.chunks_exact(3) {
-                math.add(&mut s, v[0], v[1], v[2]);
+            let mut slices: [&[f32]; 3] = [&zeros, &zeros, &zeros];
+            for ((slot, xk), conv) in slices.iter_mut().zip(x.iter()).zip(&converted) {
+                *slot = T::as_f32_slice(&xk[base..base + dim]).unwrap_or(conv);
             }
+            let [a, b, c] = slices;
+            let (a, b, c) = (&a[..dim], &b[..dim], &c[..dim]);
+            let s = row_sums(math, a, b, c);
             let t = match ops.target {
                 PairTarget::None => 0.0,
                 PairTarget::Index(t) => t[row] as f64,
@@ -544,11 +730,33 @@ fn run<T: Element, M: RowMath>(
             if g.is_empty() {
                 continue;
             }
-            let factor = ops.grad_output.map_or(scale, |go| go[row] as f64);
-            for (i, v) in row_values.chunks_exact(3).enumerate() {
-                let gr = math.grad(&r, v[0], v[1], v[2]);
-                for (k, out) in g.iter_mut().enumerate() {
-                    out[j * dim + i] = T::from_f32((gr[k] * factor) as f32);
+            let factor = ops.grad_output.map_or(scale, |go| go[row] as f64) as f32;
+            let at = j * dim;
+            match &mut g[..] {
+                [g0] => {
+                    let o0 = T::as_f32_slice_mut(&mut g0[at..at + dim]).unwrap_or(&mut out[0]);
+                    row_grads(math, &r, a, b, c, factor, [o0]);
+                }
+                [g0, g1] => {
+                    let (first, rest) = out.split_at_mut(1);
+                    let o0 = T::as_f32_slice_mut(&mut g0[at..at + dim]).unwrap_or(&mut first[0]);
+                    let o1 = T::as_f32_slice_mut(&mut g1[at..at + dim]).unwrap_or(&mut rest[0]);
+                    row_grads(math, &r, a, b, c, factor, [o0, o1]);
+                }
+                [g0, g1, g2] => {
+                    let (first, rest) = out.split_at_mut(1);
+                    let (second, third) = rest.split_at_mut(1);
+                    let o0 = T::as_f32_slice_mut(&mut g0[at..at + dim]).unwrap_or(&mut first[0]);
+                    let o1 = T::as_f32_slice_mut(&mut g1[at..at + dim]).unwrap_or(&mut second[0]);
+                    let o2 = T::as_f32_slice_mut(&mut g2[at..at + dim]).unwrap_or(&mut third[0]);
+                    row_grads(math, &r, a, b, c, factor, [o0, o1, o2]);
+                }
+                _ => {}
+            }
+            // 16-bit gradients: rounded once from f32 (nearest, ties to even).
+            if T::DTYPE != crate::DType::F32 {
+                for (gk, ok) in g.iter_mut().zip(&out) {
+                    T::from_f32_slice(ok, &mut gk[at..at + dim]);
                 }
             }
         }

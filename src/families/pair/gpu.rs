@@ -2,8 +2,9 @@
 //! three functions plugged in, and its planner.
 //!
 //! A reduced loss records two dispatches: the row kernel (each operand read once for the
-//! sums and once more, from cache where the row fits, for the gradients; every gradient
-//! written once; one partial per row) and the final sum. `none` records one.
+//! sums, kept in registers for the gradients where a lane holds at most `CACHE_WORDS` words
+//! of its row, else read again from cache; every gradient written once; one partial per
+//! workgroup) and the final sum. `none` records one.
 
 use super::{Distance, PairLoss, PairSpec, PairTargetKind};
 use crate::context::Launch;
@@ -21,8 +22,13 @@ use crate::uniform_block;
 pub const ROWS: &str = include_str!("../../../shaders/pair/rows.wgsl");
 pub const LOSSES: &str = include_str!("../../../shaders/pair/losses.wgsl");
 
-/// Rows this short take one lane each (no reduction across lanes at all).
-const LANE_MAX_DIM: u64 = 16;
+/// Words a lane keeps in registers between the two passes (`rows.wgsl`'s `CACHE_WORDS`).
+pub const CACHE_WORDS: u64 = 8;
+
+/// Rows this short take one lane each (no reduction across lanes at all). Measured on
+/// lavapipe, triplet_margin at 65,536 × 64: 17.9 ms a lane per row, 22.7 ms a team of 8
+/// lanes; at 16,384 × 256 the team is faster (12.7 against 14.2-15.0 ms).
+const LANE_MAX_DIM: u64 = 64;
 /// Rows up to this long take a team of a subgroup's lanes on a GPU; longer ones a workgroup.
 const SUBGROUP_TEAM_MAX_DIM: u64 = 2048;
 
@@ -33,7 +39,7 @@ uniform_block! {
         rows: u32 => "u32",
         /// Values per row.
         dim: u32 => "u32",
-        /// Index of this chunk's first row's partial.
+        /// Index of this chunk's first workgroup's partial.
         partial_base: u32 => "u32",
         _pad0: u32 => "u32",
         /// 1 / rows for mean, else 1.
@@ -72,6 +78,18 @@ impl PairKernelLoss {
             PairKernelLoss::CosineDistance => "cosine_distance",
             PairKernelLoss::MarginRanking => "margin_ranking",
             PairKernelLoss::HingeEmbedding => "hinge_embedding",
+        }
+    }
+
+    /// How many of `PairStats`' eight sums it keeps (what crosses lanes).
+    pub fn stats(self, swap: bool) -> u32 {
+        match self {
+            PairKernelLoss::TripletPNorm | PairKernelLoss::TripletSquared => 2 + swap as u32,
+            PairKernelLoss::TripletCosine => 6,
+            PairKernelLoss::Contrastive => 1,
+            PairKernelLoss::CosineEmbedding | PairKernelLoss::CosineDistance => 3,
+            PairKernelLoss::MarginRanking => 2,
+            PairKernelLoss::HingeEmbedding => 1,
         }
     }
 
@@ -152,6 +170,11 @@ pub struct PairVariant {
     pub unit_rows_two: bool,
     /// Rows of a multiple of 4 values: words of four elements.
     pub words_of_four: bool,
+    /// The row's words kept in registers between the passes (one row a unit, at most
+    /// [`CACHE_WORDS`] words a lane).
+    pub cached: bool,
+    /// Reduced: one partial per workgroup (a barrier), else one per row.
+    pub group_partial: bool,
 }
 
 /// The kernels of the pair family.
@@ -219,7 +242,10 @@ impl KernelSource for PairKernel {
             ("WRITE_GRAD", b(v.grads > 0)),
             ("TEAM_MODE", team),
             ("UNIT_ROWS", if v.unit_rows_two { 2.0 } else { 1.0 }),
+            ("CACHED", b(v.cached)),
+            ("GROUP_PARTIAL", b(v.group_partial)),
             ("LOSS_FLAGS", v.flags as f64),
+            ("STATS", v.loss.stats(v.flags & FLAG_SWAP != 0) as f64),
         ]
     }
 
@@ -238,8 +264,13 @@ pub fn kernel_variants() -> Vec<PairKernel> {
         let (flags, _) = options_of(&loss);
         for reduced in [true, false] {
             for team in [TeamMode::Lane, TeamMode::Subgroup, TeamMode::Workgroup] {
-                for (unit_rows_two, words_of_four) in [(false, false), (true, false), (false, true)]
-                {
+                for (unit_rows_two, words_of_four, cached) in [
+                    (false, false, false),
+                    (true, false, false),
+                    (false, true, false),
+                    (false, true, true),
+                    (false, false, true),
+                ] {
                     for grads in [0, loss.gradients().len() as u8] {
                         let v = PairVariant {
                             loss: PairKernelLoss::of(&loss),
@@ -252,6 +283,8 @@ pub fn kernel_variants() -> Vec<PairKernel> {
                             team,
                             unit_rows_two,
                             words_of_four,
+                            cached,
+                            group_partial: reduced && cached,
                         };
                         let k = PairKernel::Rows(v);
                         if !out.contains(&k) {
@@ -321,6 +354,12 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
             }
         }
     };
+    let team_size = match team {
+        TeamMode::Lane => 1,
+        TeamMode::Subgroup => team_lanes,
+        TeamMode::Workgroup => launch.workgroup_size as u64,
+    };
+    let cached = !unit_rows_two && (dim / per_word).div_ceil(team_size) <= CACHE_WORDS;
     let units_per_group = match team {
         TeamMode::Lane => launch.workgroup_size as u64,
         TeamMode::Subgroup => launch.teams_per_group() as u64,
@@ -333,6 +372,10 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
     } else {
         &[]
     };
+    // One partial per row while the rows fit one dispatch of the final sum (no barrier in
+    // the row kernel: lavapipe, measured on triplet_margin at 16,384 × 256, ran it 1.35x
+    // slower with the workgroup's tree), else one per workgroup: two dispatches either way.
+    let group_partial = reduced && rows > b.final_sum_capacity();
     let (flags, options) = options_of(&spec.loss);
     let variant = PairVariant {
         loss: PairKernelLoss::of(&spec.loss),
@@ -345,6 +388,8 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
         team,
         unit_rows_two,
         words_of_four,
+        cached,
+        group_partial,
     };
 
     let n = rows * dim;
@@ -368,7 +413,16 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
         Elem::F32,
         if reduced { 1 } else { rows },
     );
-    let partials = reduced.then(|| b.scratch("wgloss pair row partials", rows * 4, None));
+    let chunk_groups: Vec<(u64, u64, u32)> = (0..rows)
+        .step_by(rows_per_chunk as usize)
+        .map(|r0| {
+            let nr = rows_per_chunk.min(rows - r0);
+            (r0, nr, nr.div_ceil(unit).div_ceil(units_per_group) as u32)
+        })
+        .collect();
+    let groups_total: u64 = chunk_groups.iter().map(|c| c.2 as u64).sum();
+    let partial_count = if group_partial { groups_total } else { rows };
+    let partials = reduced.then(|| b.scratch("wgloss pair partials", partial_count * 4, None));
     let grad_scale = if spec.reduction == Reduction::Mean {
         1.0 / rows as f32
     } else {
@@ -377,17 +431,17 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
     const XS: [&str; 3] = ["x0", "x1", "x2"];
     const GRADS: [&str; 3] = ["grad_x0", "grad_x1", "grad_x2"];
     let wg = launch.workgroup_size;
-    for r0 in (0..rows).step_by(rows_per_chunk as usize) {
-        let nr = rows_per_chunk.min(rows - r0);
+    let mut partial_base = 0u32;
+    for &(r0, nr, groups) in &chunk_groups {
         let params = PairParams {
             rows: nr as u32,
             dim: dim as u32,
-            partial_base: r0 as u32,
+            partial_base,
             grad_scale,
             options,
             ..Default::default()
         };
-        let groups = nr.div_ceil(unit).div_ceil(units_per_group) as u32;
+        partial_base += if group_partial { groups } else { nr as u32 };
         let grid = grid_for(groups, launch.max_per_dimension);
         let kernel = KernelKey::Pair(PairKernel::Rows(variant));
         let mut step = Step::new(kernel, wg, &params, grid);
@@ -420,9 +474,9 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
         } else {
             1.0
         };
-        b.final_sum(p, rows, result, divisor, None, false);
+        b.final_sum(p, partial_count, result, divisor, None, false);
     }
-    let traffic = traffic_bytes(spec, layout) + if reduced { 8 * rows + 4 } else { 0 };
+    let traffic = traffic_bytes(spec, layout) + if reduced { 8 * partial_count } else { 0 };
     Ok(b.finish(traffic))
 }
 

@@ -7,10 +7,10 @@ use std::borrow::Cow;
 use super::gpu::{self, PairGpuLayout};
 use super::{cpu, PairLoss, PairOperands, PairOutput, PairSpec, PairTarget, PairTargetKind};
 use crate::context::Context;
-use crate::dtype::{DType, Element, HostData, HostTensor};
+use crate::dtype::{Element, HostData, HostTensor};
 use crate::error::{Error, Operand, Result};
 use crate::families::{
-    floats, Call, CallOutput, CpuRun, DeviceCall, DevicePlan, ElemType, Family, LossInfo,
+    floats, typed, Call, CallOutput, CpuRun, DeviceCall, DevicePlan, ElemType, Family, LossInfo,
     OperandInfo, OperandKind, OptionInfo, OptionType,
 };
 use crate::gpu::host::{HostCall, HostOperands, PreparedCall, ReadBack};
@@ -280,14 +280,6 @@ fn check_shapes<'s>(
     })
 }
 
-/// The storage type of a pair call: its first float operand's (the target of
-/// `cosine_embedding` may be f32 beside f16 embeddings).
-fn call_dtype(spec: &PairSpec, call: &Call) -> DType {
-    call.get(spec.loss.operands()[0])
-        .and_then(|t| t.data.dtype())
-        .unwrap_or_default()
-}
-
 /// The target as `T` or i32.
 enum TargetData<'c, T: Element> {
     None,
@@ -305,7 +297,8 @@ struct PairCall<'c, T: Element> {
 }
 
 impl<'c, T: Element> PairCall<'c, T> {
-    fn with_spec(call: &'c Call, spec: PairSpec) -> Result<Self> {
+    fn new(call: &'c Call) -> Result<Self> {
+        let spec = spec_of(&call.loss, &call.options, call.reduction)?;
         let loss = spec.loss.name();
         let info = LOSSES.iter().find(|l| l.name == loss);
         for operand in call.operands.keys() {
@@ -439,27 +432,6 @@ impl<'c, T: Element> PairCall<'c, T> {
     }
 }
 
-/// `$body` with `$t` the call made typed (`PairCall<T>`, `T` its first operand's type).
-macro_rules! typed_pair {
-    ($call:expr, |$t:ident| $body:expr) => {{
-        let spec = spec_of(&$call.loss, &$call.options, $call.reduction)?;
-        match call_dtype(&spec, $call) {
-            DType::F32 => {
-                let $t = PairCall::<f32>::with_spec($call, spec)?;
-                $body
-            }
-            DType::F16 => {
-                let $t = PairCall::<crate::f16>::with_spec($call, spec)?;
-                $body
-            }
-            DType::Bf16 => {
-                let $t = PairCall::<crate::bf16>::with_spec($call, spec)?;
-                $body
-            }
-        }
-    }};
-}
-
 impl Family for PairFamily {
     fn name(&self) -> &'static str {
         "pair"
@@ -470,15 +442,15 @@ impl Family for PairFamily {
     }
 
     fn cpu(&self, call: &Call) -> Result<CallOutput> {
-        typed_pair!(call, |t| t.run_cpu())
+        typed!(call, PairCall, |t| t.run_cpu())
     }
 
     fn prepare_gpu(&self, call: &Call, ctx: &Context) -> Result<PreparedCall> {
-        typed_pair!(call, |t| t.prepare_gpu(ctx))
+        typed!(call, PairCall, |t| t.prepare_gpu(ctx))
     }
 
     fn gpu_output(&self, call: &Call, read: ReadBack) -> Result<CallOutput> {
-        typed_pair!(call, |t| t.gpu_output(read))
+        typed!(call, PairCall, |t| t.gpu_output(read))
     }
 
     #[cfg(feature = "sample")]
@@ -500,7 +472,7 @@ impl Family for PairFamily {
     }
 
     fn cpu_runner<'c>(&self, call: &'c Call) -> Result<Box<dyn CpuRun + 'c>> {
-        typed_pair!(call, |t| {
+        typed!(call, PairCall, |t| {
             let n = t.shape.rows * t.shape.dim;
             let grads = vec![vec![Default::default(); n]; t.spec.loss.gradients().len()];
             Ok(Box::new(PairRun {
@@ -560,11 +532,11 @@ impl Family for PairFamily {
     }
 
     fn traffic_bytes(&self, call: &Call) -> Result<u64> {
-        typed_pair!(call, |t| {
+        typed!(call, PairCall, |t| {
             let layout = PairGpuLayout {
                 rows: t.shape.rows as u64,
                 dim: t.shape.dim as u64,
-                dtype: call_dtype(&t.spec, call),
+                dtype: call.dtype(),
                 grad_output: t.grad_output.is_some(),
                 write_grad: true,
             };
