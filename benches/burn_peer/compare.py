@@ -111,7 +111,9 @@ def main():
         if isinstance(burn_ms, str):
             print(ours + f"| {burn_ms} | runs |")
         else:
-            print(ours + f"| {burn_ms:.2f} ms | **{burn_ms / wall:.1f}x** faster |")
+            verdict = (f"**{burn_ms / wall:.1f}x** faster" if burn_ms >= wall
+                       else f"**{wall / burn_ms:.1f}x** slower")
+            print(ours + f"| {burn_ms:.2f} ms | {verdict} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(runs, f, indent=1)

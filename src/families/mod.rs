@@ -136,10 +136,13 @@ pub static FAMILIES: &[&dyn Family] = &[
 
 /// The type of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OptionType {
     Float,
     Int,
     Bool,
+    /// One of the names its doc lists (`distance=cosine`, `kind=hinge`).
+    Choice,
 }
 
 /// An option a loss takes: its key (as `--set KEY=VALUE` and the golden files spell it), the

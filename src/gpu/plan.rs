@@ -220,9 +220,11 @@ impl<'l> PlanBuilder<'l> {
     }
 
     /// The most partials [`PlanBuilder::final_sum`] adds in one dispatch (more take a tree of
-    /// them): a planner that can choose how many partials it leaves keeps to this.
+    /// them): a planner that can choose how many partials it leaves keeps to this. 256 a lane
+    /// (65,536 with workgroups of 256): far below a software adapter's loop limit, and a
+    /// quarter of a megabyte for one workgroup to read on a GPU.
     pub fn final_sum_capacity(&self) -> u64 {
-        self.launch.workgroup_size as u64 * 64
+        self.launch.workgroup_size as u64 * 256
     }
 
     /// Dispatches that add `count` partials (in `partials`) in a fixed order and write

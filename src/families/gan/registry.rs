@@ -18,7 +18,7 @@ use crate::reduction::Reduction;
 const REDUCTIONS: &[Reduction] = &[Reduction::Mean, Reduction::Sum];
 const KIND: OptionInfo = OptionInfo {
     key: "kind",
-    ty: OptionType::Float,
+    ty: OptionType::Choice,
     default: "non_saturating",
     doc: "non_saturating, hinge, wasserstein or least_squares",
 };

@@ -92,7 +92,7 @@ pub static LOSSES: &[LossInfo] = &[
             ),
             opt(
                 "distance",
-                OptionType::Float,
+                OptionType::Choice,
                 "pnorm",
                 "pnorm, squared or cosine",
             ),
