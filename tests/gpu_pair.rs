@@ -141,6 +141,24 @@ fn the_shared_memory_tree_and_chunks_past_one_binding_match_the_cpu() {
 }
 
 #[test]
+fn a_workgroup_per_row_past_65535_rows_matches_the_cpu() {
+    let Some(_) = gpu() else { return };
+    // No subgroups: a workgroup per row of 100 values, 70,001 workgroups on a 2-D grid
+    // rounded up to 35,001 × 2 (one workgroup with no row), one partial per row and a tree of
+    // final sums.
+    let ctx = Context::with_options(ContextOptions {
+        subgroups: false,
+        ..Default::default()
+    })
+    .unwrap();
+    for name in ["triplet_margin", "cosine_embedding"] {
+        let loss = PairLoss::from_name(name).unwrap();
+        let call = call_of(&loss, Reduction::Mean, 70_001, 100, 13, DType::F32);
+        gpu_matches_cpu(&ctx, &call, &format!("{loss} mean 70001x100 (tree)"));
+    }
+}
+
+#[test]
 fn f16_and_bf16_rows_of_odd_and_even_lengths_match_the_cpu() {
     let Some(ctx) = gpu() else { return };
     let packed = Context::with_options(ContextOptions {

@@ -183,7 +183,10 @@ fn contrastive_add(s: PairStats, a: f32, b: f32, c: f32) -> PairStats {
     return r;
 }
 
-fn contrastive_finish(s: PairStats, y: f32) -> PairResult {
+fn contrastive_finish(s: PairStats, t: f32) -> PairResult {
+    // Label 1 similar, anything else dissimilar (host calls refuse labels other than 0 and
+    // 1 before launch; a device call's labels are not read on the host).
+    let y = select(0.0, 1.0, t == 1.0);
     let d = sqrt(s.u.x);
     let hinge = max(params.options.x - d, 0.0);
     let loss = 0.5 * (y * s.u.x + (1.0 - y) * hinge * hinge);

@@ -3,7 +3,7 @@
 
 use super::{GanKind, GanLoss, GanOperands, GanOutput, GanSpec};
 use crate::dtype::Element;
-use crate::error::Result;
+use crate::error::{Error, Operand, Result};
 
 /// `bce_with_logits(x, y)` and its derivative, accurate in both tails:
 /// `y softplus(−x) + (1 − y) softplus(x)`, `σ(x) − y`.
@@ -98,6 +98,24 @@ pub fn compute_into<T: Element>(
     out: &mut GanOutput<T>,
 ) -> Result<()> {
     ops.validate(spec)?;
+    let loss = spec.loss.name();
+    for (operand, want, got) in [
+        (
+            Operand::GradReal,
+            ops.real.map_or(0, |r| r.len()),
+            out.grad_real.len(),
+        ),
+        (Operand::GradFake, ops.fake.len(), out.grad_fake.len()),
+    ] {
+        if want != got {
+            return Err(Error::LengthMismatch {
+                loss,
+                operand,
+                expected: want,
+                actual: got,
+            });
+        }
+    }
     let mut total = 0.0f64;
     let populations = [
         (ops.real.unwrap_or(&[]), &mut out.grad_real, false),

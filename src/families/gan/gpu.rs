@@ -40,9 +40,13 @@ uniform_block! {
 /// What selects the code of the GAN kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GanVariant {
+    /// The objective.
     pub kind: GanKind,
+    /// Probabilities (else logits).
     pub probs: bool,
+    /// The generator's loss (else the discriminator's).
     pub generator: bool,
+    /// The gradients are written.
     pub write_grad: bool,
 }
 
@@ -114,8 +118,11 @@ pub fn kernel_variants() -> Vec<GanKernel> {
 pub struct GanGpuLayout {
     /// Real logits (0 for the generator's loss).
     pub real: u64,
+    /// Fake logits.
     pub fake: u64,
+    /// Their storage type.
     pub dtype: DType,
+    /// The gradients are written (else the loss only).
     pub write_grad: bool,
 }
 
@@ -125,6 +132,9 @@ pub struct GanGpuLayout {
 /// [`Error::Limit`] when the adapter's bindings are too small for one chunk.
 pub fn plan(spec: &GanSpec, layout: &GanGpuLayout, launch: &Launch) -> Result<PlanSpec> {
     let loss = spec.loss.name();
+    if layout.fake == 0 || (spec.loss.takes_real() && layout.real == 0) {
+        return Err(Error::EmptyInput { loss });
+    }
     let label = format!("wgloss {} ({})", spec.loss, spec.reduction);
     let mut b = PlanBuilder::new(launch, loss, label, layout.dtype);
     let variant = GanVariant {
@@ -159,15 +169,17 @@ pub fn plan(spec: &GanSpec, layout: &GanGpuLayout, launch: &Launch) -> Result<Pl
         }
         for start in (0..len).step_by(per_chunk as usize) {
             let n = per_chunk.min(len - start);
-            let groups = n.div_ceil(per_group);
-            dispatches.push((operand, grad, len, fake, start, n, groups, partial_count));
-            partial_count += groups;
+            // The grid rounded up to a rectangle past 65,535 workgroups: the extra ones write
+            // a partial of 0, counted.
+            let grid = grid_for(n.div_ceil(per_group) as u32, launch.max_per_dimension);
+            dispatches.push((operand, grad, len, fake, start, n, grid, partial_count));
+            partial_count += grid[0] as u64 * grid[1] as u64;
         }
     }
     b.operand(Operand::Loss, Access::ReadWrite, Elem::F32, 1);
     let partials = b.scratch("wgloss gan partials", partial_count * 4, None);
     let kernel = KernelKey::Gan(GanKernel::Terms(variant));
-    for (operand, grad, len, fake, start, n, groups, base) in dispatches {
+    for (operand, grad, len, fake, start, n, grid, base) in dispatches {
         let params = GanParams {
             len: n as u32,
             partial_base: base as u32,
@@ -176,7 +188,6 @@ pub fn plan(spec: &GanSpec, layout: &GanGpuLayout, launch: &Launch) -> Result<Pl
             real_label: spec.loss.real_label(),
             ..Default::default()
         };
-        let grid = grid_for(groups as u32, launch.max_per_dimension);
         b.step(
             Step::new(kernel, launch.workgroup_size, &params, grid)
                 .operand("logits", operand, start, n)

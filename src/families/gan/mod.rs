@@ -73,18 +73,19 @@ impl GanKind {
 /// The logistic terms are computed in both tails without cancellation: logits of ±1e4 give
 /// finite losses and gradients. `relu` passes the gradient where its argument is > 0
 /// (PyTorch's). With `probs`, the gradient of a clamped log is PyTorch's
-/// `(p − y) / max(p (1 − p), 1e-12)`.
+/// `(p − y) / max(p (1 − p), 1e-12)`; host calls refuse probabilities outside [0, 1] before
+/// launch, while a call planned on an engine's buffers ([`crate::families::DeviceCall`])
+/// cannot read them: there a value outside [0, 1] gives NaN.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GanLoss {
+    /// The discriminator's loss on `real` and `fake`.
     Discriminator {
         kind: GanKind,
         real_label: f32,
         probs: bool,
     },
-    Generator {
-        kind: GanKind,
-        probs: bool,
-    },
+    /// The generator's loss on `fake`.
+    Generator { kind: GanKind, probs: bool },
 }
 
 impl GanLoss {
@@ -117,12 +118,14 @@ impl GanLoss {
         }
     }
 
+    /// The objective.
     pub fn kind(&self) -> GanKind {
         match *self {
             GanLoss::Discriminator { kind, .. } | GanLoss::Generator { kind, .. } => kind,
         }
     }
 
+    /// Whether the operands are probabilities `D(x)` (else logits).
     pub fn probs(&self) -> bool {
         match *self {
             GanLoss::Discriminator { probs, .. } | GanLoss::Generator { probs, .. } => probs,
@@ -255,7 +258,9 @@ impl std::fmt::Display for GanLoss {
 /// A GAN loss with its reduction (`mean` or `sum`: each population on its own).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GanSpec {
+    /// The loss and its options.
     pub loss: GanLoss,
+    /// `mean` (each population averaged on its own) or `sum`.
     pub reduction: Reduction,
 }
 
@@ -321,8 +326,11 @@ pub struct GanOperands<'a, T: Element = f32> {
 /// The loss and the gradients of `real` (empty for the generator's loss) and `fake`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GanOutput<T: Element = f32> {
+    /// The loss (f32).
     pub loss: f32,
+    /// The gradient of `real`, in its storage type (empty for the generator's loss).
     pub grad_real: Vec<T>,
+    /// The gradient of `fake`, in its storage type.
     pub grad_fake: Vec<T>,
 }
 

@@ -252,6 +252,7 @@ impl Family for GanFamily {
                 loss: spec.loss.name(),
             });
         }
+        crate::bench::check_fits(ctx, layout.real.max(layout.fake))?;
         let mut plan = gpu::plan(&spec, &layout, ctx.launch())?;
         plan.inputs_writable = call.shared_buffers;
         let mut device_plan = DevicePlan::new(ctx.prepare_plan(plan)?, vec![], &[], &[], dtype);

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::{Distance, PairLoss, PairOperands, PairOutput, PairSpec, PairTarget};
 use crate::cpu::tile::LANES;
 use crate::dtype::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::output::LossValue;
 use crate::reduction::Reduction;
 
@@ -343,7 +343,9 @@ impl RowMath for Contrastive {
         }
     }
 
-    fn finish(&self, s: &[f64; SUMS], y: f64) -> RowResult {
+    fn finish(&self, s: &[f64; SUMS], t: f64) -> RowResult {
+        // Label 1 similar, anything else dissimilar (as the GPU; validate refuses others).
+        let y = if t == 1.0 { 1.0 } else { 0.0 };
         let d = s[0].sqrt();
         let hinge = (self.margin - d).max(0.0);
         let loss = 0.5 * (y * s[0] + (1.0 - y) * hinge * hinge);
@@ -549,6 +551,26 @@ pub fn compute_into<T: Element>(
     grads: &mut [Vec<T>],
 ) -> Result<LossValue> {
     let rows = ops.validate(spec)?;
+    let n = rows * ops.dim;
+    let names = spec.loss.gradients();
+    if grads.len() != names.len() {
+        return Err(Error::LengthMismatch {
+            loss: spec.loss.name(),
+            operand: names[grads.len().min(names.len() - 1)],
+            expected: names.len(),
+            actual: grads.len(),
+        });
+    }
+    for (g, &name) in grads.iter().zip(names) {
+        if g.len() != n {
+            return Err(Error::LengthMismatch {
+                loss: spec.loss.name(),
+                operand: name,
+                expected: n,
+                actual: g.len(),
+            });
+        }
+    }
     match spec.loss {
         PairLoss::TripletMargin {
             margin,

@@ -3,8 +3,11 @@
 //!
 //! A reduced loss records two dispatches: the row kernel (each operand read once for the
 //! sums, kept in registers for the gradients where a lane holds at most `CACHE_WORDS` words
-//! of its row, else read again from cache; every gradient written once; one partial per
-//! workgroup) and the final sum. `none` records one.
+//! of its row, else read again from cache; every gradient written once; one partial per row
+//! up to the final sum's capacity of one dispatch, 65,536 with workgroups of 256, and one per
+//! workgroup of several rows beyond) and the final sum; past the capacity in partials (a
+//! workgroup per row, more than 65,536 rows) the final sum takes a tree of dispatches. `none`
+//! records one.
 
 use super::{Distance, PairLoss, PairSpec, PairTargetKind};
 use crate::context::Launch;
@@ -39,7 +42,7 @@ uniform_block! {
         rows: u32 => "u32",
         /// Values per row.
         dim: u32 => "u32",
-        /// Index of this chunk's first workgroup's partial.
+        /// Index of this chunk's first partial (a row's, or a workgroup's).
         partial_base: u32 => "u32",
         _pad0: u32 => "u32",
         /// 1 / rows for mean, else 1.
@@ -156,15 +159,21 @@ pub enum TeamMode {
 /// What selects the code of a pair row kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PairVariant {
+    /// Which loss's functions.
     pub loss: PairKernelLoss,
+    /// `losses.wgsl`'s flags (swap, p = 1, p = 2).
     pub flags: u32,
     /// Float operands read (1 to 3).
     pub operands: u8,
     /// Gradients written (0 to 3; the first ones of the operands).
     pub grads: u8,
+    /// The per-row target's kind.
     pub target: PairTargetKind,
+    /// `mean`/`sum`: partials for the final sum (else one loss per row).
     pub reduced: bool,
+    /// Each row's gradients scaled by its `grad_output` (reduction `none`).
     pub grad_output: bool,
+    /// How a team takes a unit of rows.
     pub team: TeamMode,
     /// Two rows a unit (packed 16-bit storage, rows of an odd length).
     pub unit_rows_two: bool,
@@ -301,10 +310,15 @@ pub fn kernel_variants() -> Vec<PairKernel> {
 /// The shape of a pair call on the GPU.
 #[derive(Clone, Copy, Debug)]
 pub struct PairGpuLayout {
+    /// Rows (elements, for the per-element losses).
     pub rows: u64,
+    /// Values per row (1 for the per-element losses).
     pub dim: u64,
+    /// The float operands' storage type.
     pub dtype: DType,
+    /// A `[rows]` f32 `grad_output` is bound (reduction `none`).
     pub grad_output: bool,
+    /// The gradients are written (else the loss only).
     pub write_grad: bool,
 }
 
@@ -315,6 +329,9 @@ pub struct PairGpuLayout {
 pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<PlanSpec> {
     let loss = spec.loss.name();
     let (rows, dim) = (layout.rows, layout.dim);
+    if rows == 0 || dim == 0 {
+        return Err(Error::EmptyInput { loss });
+    }
     let label = format!("wgloss {} ({})", spec.loss, spec.reduction);
     let mut b = PlanBuilder::new(launch, loss, label, layout.dtype);
     let storage = b.storage();
@@ -375,7 +392,7 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
     // One partial per row while the rows fit one dispatch of the final sum (no barrier in
     // the row kernel: lavapipe, measured on triplet_margin at 16,384 × 256, ran it 1.35x
     // slower with the workgroup's tree), else one per workgroup: two dispatches either way.
-    let group_partial = reduced && rows > b.final_sum_capacity();
+    let group_partial = reduced && rows > b.final_sum_capacity() && units_per_group > 1;
     let (flags, options) = options_of(&spec.loss);
     let variant = PairVariant {
         loss: PairKernelLoss::of(&spec.loss),
@@ -413,14 +430,20 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
         Elem::F32,
         if reduced { 1 } else { rows },
     );
-    let chunk_groups: Vec<(u64, u64, u32)> = (0..rows)
+    // Each chunk's grid: its workgroups, rounded up to a rectangle past 65,535 (the extra
+    // workgroups work on nothing, but write their partial of 0: counted).
+    let chunk_groups: Vec<(u64, u64, [u32; 2])> = (0..rows)
         .step_by(rows_per_chunk as usize)
         .map(|r0| {
             let nr = rows_per_chunk.min(rows - r0);
-            (r0, nr, nr.div_ceil(unit).div_ceil(units_per_group) as u32)
+            let groups = nr.div_ceil(unit).div_ceil(units_per_group) as u32;
+            (r0, nr, grid_for(groups, launch.max_per_dimension))
         })
         .collect();
-    let groups_total: u64 = chunk_groups.iter().map(|c| c.2 as u64).sum();
+    let groups_total: u64 = chunk_groups
+        .iter()
+        .map(|c| c.2[0] as u64 * c.2[1] as u64)
+        .sum();
     let partial_count = if group_partial { groups_total } else { rows };
     let partials = reduced.then(|| b.scratch("wgloss pair partials", partial_count * 4, None));
     let grad_scale = if spec.reduction == Reduction::Mean {
@@ -432,7 +455,7 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
     const GRADS: [&str; 3] = ["grad_x0", "grad_x1", "grad_x2"];
     let wg = launch.workgroup_size;
     let mut partial_base = 0u32;
-    for &(r0, nr, groups) in &chunk_groups {
+    for &(r0, nr, grid) in &chunk_groups {
         let params = PairParams {
             rows: nr as u32,
             dim: dim as u32,
@@ -441,8 +464,11 @@ pub fn plan(spec: &PairSpec, layout: &PairGpuLayout, launch: &Launch) -> Result<
             options,
             ..Default::default()
         };
-        partial_base += if group_partial { groups } else { nr as u32 };
-        let grid = grid_for(groups, launch.max_per_dimension);
+        partial_base += if group_partial {
+            grid[0] * grid[1]
+        } else {
+            nr as u32
+        };
         let kernel = KernelKey::Pair(PairKernel::Rows(variant));
         let mut step = Step::new(kernel, wg, &params, grid);
         for (name, &o) in XS.iter().zip(operands) {

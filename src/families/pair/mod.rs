@@ -370,7 +370,10 @@ impl std::fmt::Display for PairLoss {
 /// A pair loss with its reduction (`none`, `mean` or `sum`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PairSpec {
+    /// The loss and its options.
     pub loss: PairLoss,
+    /// `none` (one loss per row, per element for the per-element losses), `mean` (over
+    /// rows) or `sum`.
     pub reduction: Reduction,
 }
 
@@ -409,6 +412,7 @@ impl PairSpec {
 /// The per-row target of a pair loss.
 #[derive(Clone, Copy, Debug)]
 pub enum PairTarget<'a, T: Element = f32> {
+    /// The loss takes no per-row target (`triplet_margin`, `cosine_distance`).
     None,
     /// `[rows]` i32 (`contrastive`).
     Index(&'a [i32]),
@@ -424,6 +428,7 @@ pub struct PairOperands<'a, T: Element = f32> {
     pub x: &'a [&'a [T]],
     /// Values per row (1 for the per-element losses).
     pub dim: usize,
+    /// The per-row target, as the loss takes it ([`PairLoss::target_kind`]).
     pub target: PairTarget<'a, T>,
     /// `[rows]` `f32`, reduction `none` only: the upstream gradient of each row's loss.
     pub grad_output: Option<&'a [f32]>,
@@ -432,6 +437,7 @@ pub struct PairOperands<'a, T: Element = f32> {
 /// The loss and the gradient of every float operand that has one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PairOutput<T: Element = f32> {
+    /// The reduced loss, or one `f32` per row (per element) for `none`.
     pub value: LossValue,
     /// In [`PairLoss::gradients`] order.
     pub grads: Vec<Vec<T>>,
@@ -441,16 +447,35 @@ impl<T: Element> PairOperands<'_, T> {
     /// Checks the operands against `spec` (counts, lengths, target values) and gives the rows.
     ///
     /// # Errors
-    /// [`Error::MissingOperand`], [`Error::LengthMismatch`], [`Error::EmptyInput`],
-    /// [`Error::OutOfDomain`] (a `contrastive` target outside {0, 1}).
+    /// [`Error::InvalidOption`], [`Error::InvalidReduction`] (the spec's);
+    /// [`Error::MissingOperand`], [`Error::UnexpectedOperand`], [`Error::LengthMismatch`],
+    /// [`Error::Shape`] (a per-element loss with `dim` ≠ 1, a target of the wrong kind),
+    /// [`Error::EmptyInput`], [`Error::OutOfDomain`] (a `contrastive` target outside {0, 1}).
     pub fn validate(&self, spec: &PairSpec) -> Result<usize> {
         spec.validate()?;
         let loss = spec.loss.name();
         let names = spec.loss.operands();
-        if self.x.len() != names.len() {
+        if self.x.len() < names.len() {
             return Err(Error::MissingOperand {
                 loss,
-                operand: names[self.x.len().min(names.len() - 1)],
+                operand: names[self.x.len()],
+            });
+        }
+        if self.x.len() > names.len() {
+            return Err(Error::UnexpectedOperand {
+                loss,
+                operand: names[names.len() - 1],
+                hint: " (more float operands than the loss takes)",
+            });
+        }
+        if spec.loss.per_element() && self.dim != 1 {
+            return Err(Error::Shape {
+                loss,
+                operand: names[0],
+                problem: format!(
+                    "{loss} has one loss term per element: rows of 1 value (dim = 1), not {}",
+                    self.dim
+                ),
             });
         }
         let n = self.x[0].len();

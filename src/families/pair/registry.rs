@@ -166,7 +166,7 @@ pub static LOSSES: &[LossInfo] = &[
                 "same (reduction none; f32)",
             ),
         ],
-        &[MARGIN_1],
+        &[opt("margin", OptionType::Float, "1.0", "the margin")],
         &[],
     ),
 ];
@@ -526,7 +526,7 @@ impl Family for PairFamily {
     }
 
     /// No pair loss raises a flag on the device: a `contrastive` label other than 1 counts
-    /// as dissimilar there (host calls check the labels before launch).
+    /// as dissimilar there (host calls refuse labels other than 0 and 1 before launch).
     fn status_error(&self, _call: &DeviceCall, _status: &[u32]) -> Option<Error> {
         None
     }
