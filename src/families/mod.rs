@@ -548,6 +548,16 @@ macro_rules! typed_family_methods {
 }
 pub(crate) use typed_family_methods;
 
+/// A boolean option's value as `--set` gives it: `true`/`1`/`yes` or `false`/`0`/`no` (any
+/// case), else `None`.
+pub(crate) fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 /// `name(key=value, ...)`, or `name` alone without options: how a loss displays itself.
 pub(crate) fn write_with_options(
     f: &mut std::fmt::Formatter<'_>,

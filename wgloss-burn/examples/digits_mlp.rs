@@ -64,24 +64,9 @@ pub fn load_digits() -> Result<Digits, Box<dyn Error>> {
     )
 }
 
-/// A small seeded generator (SplitMix64) for the batch order.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, (self.next() % (i as u64 + 1)) as usize);
-        }
-    }
-}
+#[path = "common/split_mix.rs"]
+mod split_mix;
+use split_mix::SplitMix;
 
 /// What a training run reached.
 #[derive(Debug)]

@@ -51,22 +51,9 @@ pub fn load_digits() -> Result<Digits, Box<dyn Error>> {
     )
 }
 
-/// A small seeded generator (SplitMix64).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+#[path = "common/split_mix.rs"]
+mod split_mix;
+use split_mix::SplitMix;
 
 /// What a training run reached.
 #[derive(Debug)]
@@ -105,9 +92,7 @@ pub fn train(device: &Device, epochs: usize, seed: u64) -> Result<Report, Box<dy
     let mut losses = Vec::new();
     for _ in 0..epochs {
         let mut order: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut order);
         let (mut sum, mut batches) = (0.0, 0);
         for anchors in order.chunks(BATCH) {
             let mut positives = Vec::with_capacity(anchors.len());

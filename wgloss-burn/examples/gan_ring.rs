@@ -50,27 +50,9 @@ impl Mlp {
     }
 }
 
-/// A small seeded generator (SplitMix64) with normal deviates (Box–Muller).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * PI * v).cos()
-    }
-}
+#[path = "common/split_mix.rs"]
+mod split_mix;
+use split_mix::SplitMix;
 
 /// The centre of mode `k`.
 pub fn mode(k: usize) -> (f32, f32) {

@@ -4,6 +4,9 @@
 //! `gan_discriminator`/`gan_generator` must reach at least 6 of the 8 modes of the ring,
 //! with most of its points within 3 standard deviations of a mode.
 
+// Both examples include examples/common/split_mix.rs: here it is two modules of one crate.
+#![allow(clippy::duplicate_mod)]
+
 #[allow(dead_code)]
 #[path = "../examples/embed_digits.rs"]
 mod embed_digits;

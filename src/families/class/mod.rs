@@ -254,11 +254,8 @@ impl ClassLoss {
                 .parse::<i32>()
                 .map_err(|_| parse_err("an integer"))
         };
-        let boolean = || match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err(parse_err("true or false")),
-        };
+        let boolean =
+            || crate::families::parse_bool(value).ok_or_else(|| parse_err("true or false"));
         match (self, key) {
             (ClassLoss::CrossEntropy { ignore_index, .. }, "ignore_index")
             | (ClassLoss::Nll { ignore_index }, "ignore_index") => *ignore_index = int()?,

@@ -326,10 +326,9 @@ impl ElementwiseLoss {
             })
         };
         let boolean = |v: &str| -> Result<bool> {
-            match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => Ok(true),
-                "false" | "0" | "no" => Ok(false),
-                _ => Err(Error::OptionParse {
+            match crate::families::parse_bool(v) {
+                Some(b) => Ok(b),
+                None => Err(Error::OptionParse {
                     loss,
                     option: key.to_string(),
                     value: v.to_string(),

@@ -198,11 +198,8 @@ impl GanLoss {
                 *real_label = value.trim().parse().map_err(|_| parse_error("a number"))?;
             }
             (GanLoss::Discriminator { probs, .. } | GanLoss::Generator { probs, .. }, "probs") => {
-                *probs = match value.trim().to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => return Err(parse_error("true or false")),
-                }
+                *probs = crate::families::parse_bool(value)
+                    .ok_or_else(|| parse_error("true or false"))?;
             }
             _ => {
                 return Err(Error::UnknownOption {

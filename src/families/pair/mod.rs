@@ -268,11 +268,8 @@ impl PairLoss {
             (PairLoss::TripletMargin { eps, .. }, "eps")
             | (PairLoss::Contrastive { eps, .. }, "eps") => *eps = float()?,
             (PairLoss::TripletMargin { swap, .. }, "swap") => {
-                *swap = match value.trim().to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => return Err(parse_error("true or false")),
-                }
+                *swap = crate::families::parse_bool(value)
+                    .ok_or_else(|| parse_error("true or false"))?;
             }
             (PairLoss::TripletMargin { distance, .. }, "distance") => {
                 *distance = match value.trim() {
