@@ -49,6 +49,9 @@ pub use families::class::gpu::{ClassBuffers, ClassGpuLayout, ClassPlan};
 pub use families::class::{
     ClassLayout, ClassLoss, ClassOperands, ClassSpec, ClassTarget, TargetKind, CLASSWISE_NAMES,
 };
+pub use families::contrastive::{
+    ContrastiveLoss, ContrastiveOperands, ContrastiveOutput, ContrastiveShape, ContrastiveSpec,
+};
 pub use families::elementwise::gpu::{ElementwiseBuffers, ElementwisePlan};
 pub use families::elementwise::{
     AuxInput, CustomLoss, CustomLossId, ElementwiseKind, ElementwiseLayout, ElementwiseLoss,

@@ -50,8 +50,9 @@ fn buffer(ctx: &Context, bytes: u64) -> wgpu::Buffer {
     })
 }
 
-/// Runs `call` through `plan_device` on buffers made here; gives every output's bytes.
-fn run_device(ctx: &Context, call: &Call) -> wgloss::Result<Vec<(Operand, Vec<u8>)>> {
+/// Runs `call` through `plan_device` on buffers made here; gives every output's bytes and
+/// storage type (the gradients in the operands' type, the loss and `grad_scale` in f32).
+fn run_device(ctx: &Context, call: &Call) -> wgloss::Result<Vec<(Operand, Vec<u8>, DType)>> {
     let dc = device_call(call);
     let (family, _) = find(&call.loss)?;
     let plan = family.plan_device(&dc, ctx)?;
@@ -67,16 +68,19 @@ fn run_device(ctx: &Context, call: &Call) -> wgloss::Result<Vec<(Operand, Vec<u8
             (*o, b)
         })
         .collect();
-    let outputs: Vec<(Operand, wgpu::Buffer, u64)> = plan
+    let outputs: Vec<(Operand, wgpu::Buffer, u64, DType)> = plan
         .outputs
         .iter()
-        .map(|(o, d)| (*o, buffer(ctx, d.bytes()), d.bytes()))
+        .map(|(o, d)| {
+            let dtype = d.elem.float().unwrap_or(DType::F32);
+            (*o, buffer(ctx, d.bytes()), d.bytes(), dtype)
+        })
         .collect();
     let mut buffers = OperandBuffers::new();
     for (o, b) in &inputs {
         buffers = buffers.with(*o, BufferRange::new(b, 0));
     }
-    for (o, b, _) in &outputs {
+    for (o, b, _, _) in &outputs {
         buffers = buffers.with(*o, BufferRange::new(b, 0));
     }
     let bound = plan.plan.bind(&buffers)?;
@@ -91,7 +95,7 @@ fn run_device(ctx: &Context, call: &Call) -> wgloss::Result<Vec<(Operand, Vec<u8
     }
     outputs
         .iter()
-        .map(|(o, b, bytes)| Ok((*o, ctx.read_bytes(b, 0, *bytes)?)))
+        .map(|(o, b, bytes, dtype)| Ok((*o, ctx.read_bytes(b, 0, *bytes)?, *dtype)))
         .collect()
 }
 
@@ -136,16 +140,15 @@ fn every_loss_planned_from_descriptions_matches_the_cpu_path() {
                 let want = family.cpu(&call).expect("the CPU path");
                 let label = format!("{} {:?} {dtype:?}", call.loss, call.options);
                 let got = run_device(&ctx, &call).unwrap_or_else(|e| panic!("{label}: {e}"));
-                let get = |o: Operand| &got.iter().find(|(g, _)| *g == o).expect("output").1;
-                let value = f32s(get(Operand::Loss), DType::F32);
+                let get = |o: Operand| {
+                    let (_, bytes, dtype) = got.iter().find(|(g, _, _)| *g == o).expect("output");
+                    f32s(bytes, *dtype)
+                };
+                let value = get(Operand::Loss);
                 close(&format!("{label} loss"), &value, &want.loss.data.to_f32());
                 for (operand, g) in &want.grads {
                     let out = operand.grad().expect("a gradient operand");
-                    close(
-                        &format!("{label} {out}"),
-                        &f32s(get(out), dtype),
-                        &g.data.to_f32(),
-                    );
+                    close(&format!("{label} {out}"), &get(out), &g.data.to_f32());
                 }
                 checked += 1;
             }

@@ -59,6 +59,7 @@
 //! the new losses, their operands (`--anchor FILE` ...) and options through [`FAMILIES`].
 
 pub mod class;
+pub mod contrastive;
 pub mod device;
 pub mod elementwise;
 pub mod gan;
@@ -87,6 +88,7 @@ pub enum KernelKey {
     Class(class::gpu::ClassKernel),
     Pair(pair::gpu::PairKernel),
     Gan(gan::gpu::GanKernel),
+    Contrastive(contrastive::gpu::ContrastiveKernel),
 }
 
 /// Forwards a [`KernelSource`] method to the family's kernel.
@@ -98,6 +100,7 @@ macro_rules! kernel_dispatch {
             KernelKey::Class($k) => $e,
             KernelKey::Pair($k) => $e,
             KernelKey::Gan($k) => $e,
+            KernelKey::Contrastive($k) => $e,
         }
     };
 }
@@ -132,6 +135,7 @@ pub static FAMILIES: &[&dyn Family] = &[
     &class::FAMILY,
     &pair::FAMILY,
     &gan::FAMILY,
+    &contrastive::FAMILY,
 ];
 
 /// The type of an option's value.
