@@ -157,6 +157,56 @@ fn every_loss_planned_from_descriptions_matches_the_cpu_path() {
     assert!(checked >= 60, "only {checked} calls");
 }
 
+/// `scale` and `bias` as one-element buffers (an engine's learned values) give what the
+/// options give, and their gradients in the embeddings' type.
+#[test]
+fn contrastive_scale_and_bias_from_buffers_match_the_options() {
+    use wgloss::families::contrastive::sample::call_of;
+    use wgloss::{ContrastiveLoss, Reduction};
+    let Some(ctx) = gpu() else { return };
+    let one = |v: f32, dtype: DType| {
+        HostTensor::new(vec![1], HostData::F32(vec![v]).to_dtype(dtype).unwrap())
+    };
+    for dtype in [DType::F32, DType::F16] {
+        for loss in [
+            ContrastiveLoss::InfoNce {
+                scale: 7.5,
+                symmetric: true,
+                normalize: true,
+            },
+            ContrastiveLoss::Siglip {
+                scale: 3.0,
+                bias: -2.0,
+                normalize: false,
+            },
+        ] {
+            let call = call_of(&loss, Reduction::Mean, 37, 37, 20, 5, dtype);
+            let want = find(&call.loss).unwrap().0.cpu(&call).unwrap();
+            let mut buffers = call
+                .clone()
+                .operand(Operand::Scale, one(loss.scale(), dtype));
+            if let ContrastiveLoss::Siglip { bias, .. } = loss {
+                buffers = buffers.operand(Operand::Bias, one(bias, dtype));
+            }
+            // The options are not what the kernels read.
+            buffers.options = vec![("normalize".into(), loss.normalize().to_string())];
+            if loss.symmetric() {
+                buffers.options.push(("symmetric".into(), "true".into()));
+            }
+            let got = run_device(&ctx, &buffers).unwrap();
+            for (operand, g) in &want.grads {
+                let out = operand.grad().unwrap();
+                let (_, bytes, got_dtype) = got.iter().find(|(o, _, _)| *o == out).unwrap();
+                assert_eq!(*got_dtype, dtype, "{loss} {out}");
+                let tol = Tolerance::scaled(1e-4, 1e-4, 1e-6, &g.data.to_f32()).rounded_to(dtype);
+                if let Err(m) = tol.check(&f32s(bytes, dtype), &g.data.to_f32()) {
+                    panic!("{loss} {dtype:?} {out}: {m}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn descriptions_are_checked_before_anything_is_planned() {
     let Some(ctx) = gpu() else { return };

@@ -244,8 +244,12 @@ fn bad_input_is_refused_before_launch() {
             "reduction `none` is not offered",
         ),
         (
-            pair("info_nce", t(4, 3), t(4, 3)).operand(Operand::Scale, t(1, 1)),
-            "scale and bias are options",
+            pair("info_nce", t(4, 3), t(4, 3)).operand(Operand::Scale, t(1, 2)),
+            "needs one float value",
+        ),
+        (
+            pair("info_nce", t(4, 3), t(4, 3)).operand(Operand::Bias, t(1, 1)),
+            "does not take operand `bias`",
         ),
         (
             Call::new("siglip").operand(Operand::Input1, t(4, 3)),

@@ -66,6 +66,22 @@ var<workgroup> stage: array<f32, 1536>;
 // G of a tile ([TILE_ROWS][TILE_COLS]); the lanes' partial row sums at the end.
 var<workgroup> g_tile: array<f32, 2048>;
 
+// The logit scale and bias: from one-element buffers where an engine learns them (no host
+// round trip per step), else the uniform's.
+fn logit_scale() -> f32 {
+    if (HAS_SCALE) {
+        return load_scale(0u);
+    }
+    return params.scale;
+}
+
+fn logit_bias() -> f32 {
+    if (HAS_BIAS) {
+        return load_bias(0u);
+    }
+    return params.bias;
+}
+
 fn own_stat(field: u32, i: u32) -> u32 {
     return params.own + field * params.rows + i;
 }
@@ -171,6 +187,8 @@ fn lse_main(
     let row_ok = i < params.rows;
     let inv_a = inv_norm_own(i);
     let j_pos = positive_of(i);
+    let scale = logit_scale();
+    let bias = logit_bias();
     // The running sum of exp(l - m) is 1 + rest (the maximum's own term kept apart), so that
     // log_sum = ln_1p(rest) keeps its digits when the maximum dominates (a well-trained
     // batch: CE of 1e-6 would drown in the rounding of a sum near 1).
@@ -191,7 +209,7 @@ fn lse_main(
             let col = c0 + q + LANES_PER_ROW * k;
             var v = NEG_BIG;
             if (row_ok && col < params.col_end && !(MASK_DIAGONAL && col == i)) {
-                v = fma(params.scale, s[k] * inv_a * inv_norm_other(col), params.bias);
+                v = fma(scale, s[k] * inv_a * inv_norm_other(col), bias);
             }
             if (col == j_pos && col < params.col_end) {
                 positive = v;
@@ -303,6 +321,8 @@ fn grad_main(
     let i = r0 + r;
     let row_ok = i < params.rows;
     let inv_a = inv_norm_own(i);
+    let scale = logit_scale();
+    let bias = logit_bias();
     var own_max = 0.0;
     var own_log_sum = 0.0;
     if (KIND == 0u && row_ok && params.w_own != 0.0) {
@@ -335,7 +355,7 @@ fn grad_main(
             if (row_ok && col < params.col_end) {
                 inv_b = inv_norm_other(col);
                 let dot = s[k] * inv_a * inv_b;
-                let gl = logit_grad(i, col, fma(params.scale, dot, params.bias), own_max, own_log_sum);
+                let gl = logit_grad(i, col, fma(scale, dot, bias), own_max, own_log_sum);
                 gv = gl.x;
                 g_dot = fma(gv, dot, g_dot);
                 g_sum = g_sum + gv;
@@ -424,17 +444,18 @@ fn finish_main(
         return;
     }
     let count = min(ELEMS_PER_WORD, params.rows - e0);
+    let scale = logit_scale();
     var v = vec4<f32>(0.0);
     for (var t = 0u; t < count; t = t + 1u) {
         let e = e0 + t;
-        var g = params.scale * load_acc(e);
+        var g = scale * load_acc(e);
         if (NORMALIZE) {
             let i = e / params.dim;
             let inv = load_stats(params.own + INV_NORM * params.cols + i);
             if (inv < 0.0) {
                 g = -inv * g;
             } else {
-                let projection = params.scale * load_stats(params.own + G_DOT * params.cols + i);
+                let projection = scale * load_stats(params.own + G_DOT * params.cols + i);
                 g = inv * (g - load_a(e) * inv * projection);
             }
         }
@@ -475,7 +496,7 @@ fn sums_main(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) {
         let total = totals[0];
         store_loss(0u, total.x + total.w);
-        store_grad_scale(0u, total.y);
-        store_grad_bias(0u, total.z);
+        store_word_grad_scale(0u, vec4<f32>(total.y, 0.0, 0.0, 0.0), 1u);
+        store_word_grad_bias(0u, vec4<f32>(total.z, 0.0, 0.0, 0.0), 1u);
     }
 }

@@ -84,14 +84,20 @@ pub struct TileVariant {
     pub normalize: bool,
     /// `nt_xent`: `l_ii` left out.
     pub mask_diagonal: bool,
+    /// `scale` read from a one-element buffer (an engine's learned scale).
+    pub scale_buffer: bool,
+    /// `bias` read from a one-element buffer.
+    pub bias_buffer: bool,
 }
 
 impl TileVariant {
-    fn of(loss: &ContrastiveLoss) -> Self {
+    fn of(loss: &ContrastiveLoss, scale_buffer: bool, bias_buffer: bool) -> Self {
         TileVariant {
             siglip: matches!(loss, ContrastiveLoss::Siglip { .. }),
             normalize: loss.normalize(),
             mask_diagonal: loss.single_input(),
+            scale_buffer,
+            bias_buffer,
         }
     }
 }
@@ -109,7 +115,7 @@ pub enum ContrastiveKernel {
         write_grad: bool,
     },
     /// The gradient from the accumulator.
-    Finish { normalize: bool },
+    Finish { normalize: bool, scale_buffer: bool },
     /// The loss, `grad_scale` and `grad_bias`.
     Sums {
         siglip: bool,
@@ -131,13 +137,13 @@ impl KernelSource for ContrastiveKernel {
 
     fn bindings(&self) -> Vec<BindingDecl> {
         use ContrastiveKernel as K;
-        let (a, b, stats, acc, grad, loss, scale, bias) = match *self {
+        let (a, b, stats, acc, grad, loss, grad_scale, grad_bias) = match *self {
             K::Norms => (true, false, true, false, false, false, false, false),
             K::Lse(_) => (true, true, true, false, false, false, false, false),
             K::Grad { write_grad, .. } => {
                 (true, true, true, write_grad, false, false, false, false)
             }
-            K::Finish { normalize } => {
+            K::Finish { normalize, .. } => {
                 (normalize, false, normalize, true, true, false, false, false)
             }
             K::Sums {
@@ -148,15 +154,22 @@ impl KernelSource for ContrastiveKernel {
                 false, false, true, false, false, true, grad_scale, grad_bias,
             ),
         };
+        let (scale, bias) = match *self {
+            K::Lse(v) | K::Grad { variant: v, .. } => (v.scale_buffer, v.bias_buffer),
+            K::Finish { scale_buffer, .. } => (scale_buffer, false),
+            _ => (false, false),
+        };
         vec![
             BindingDecl::read("a", Elem::Stored, a),
             BindingDecl::read("b", Elem::Stored, b),
+            BindingDecl::read("scale", Elem::Stored, scale),
+            BindingDecl::read("bias", Elem::Stored, bias),
             BindingDecl::write("stats", Elem::F32, stats),
             BindingDecl::write("acc", Elem::F32, acc),
             BindingDecl::write("grad", Elem::Stored, grad),
             BindingDecl::write("loss", Elem::F32, loss),
-            BindingDecl::write("grad_scale", Elem::F32, scale),
-            BindingDecl::write("grad_bias", Elem::F32, bias),
+            BindingDecl::write("grad_scale", Elem::Stored, grad_scale),
+            BindingDecl::write("grad_bias", Elem::Stored, grad_bias),
         ]
     }
 
@@ -188,7 +201,7 @@ impl KernelSource for ContrastiveKernel {
                 c.push(("WRITE_GRAD", b(*write_grad)));
                 c
             }
-            ContrastiveKernel::Finish { normalize } => vec![("NORMALIZE", b(*normalize))],
+            ContrastiveKernel::Finish { normalize, .. } => vec![("NORMALIZE", b(*normalize))],
             ContrastiveKernel::Sums { siglip, .. } => vec![("KIND", b(*siglip))],
         }
     }
@@ -198,23 +211,31 @@ impl KernelSource for ContrastiveKernel {
 pub fn kernel_variants() -> Vec<ContrastiveKernel> {
     let mut out = vec![ContrastiveKernel::Norms];
     for loss in ContrastiveLoss::variants() {
-        let variant = TileVariant::of(&loss);
-        out.push(ContrastiveKernel::Lse(variant));
-        for write_grad in [true, false] {
-            out.push(ContrastiveKernel::Grad {
-                variant,
-                write_grad,
+        let (learn_scale, learn_bias) = loss.learned();
+        for buffers in [false, true] {
+            let variant = TileVariant::of(&loss, buffers && learn_scale, buffers && learn_bias);
+            out.push(ContrastiveKernel::Lse(variant));
+            for write_grad in [true, false] {
+                out.push(ContrastiveKernel::Grad {
+                    variant,
+                    write_grad,
+                });
+            }
+            out.push(ContrastiveKernel::Sums {
+                siglip: variant.siglip,
+                grad_scale: learn_scale,
+                grad_bias: learn_bias,
             });
         }
-        let (grad_scale, grad_bias) = loss.learned();
-        out.push(ContrastiveKernel::Sums {
-            siglip: variant.siglip,
-            grad_scale,
-            grad_bias,
-        });
     }
-    out.push(ContrastiveKernel::Finish { normalize: false });
-    out.push(ContrastiveKernel::Finish { normalize: true });
+    for normalize in [false, true] {
+        for scale_buffer in [false, true] {
+            out.push(ContrastiveKernel::Finish {
+                normalize,
+                scale_buffer,
+            });
+        }
+    }
     out.sort_by_key(|k| format!("{k:?}"));
     out.dedup();
     out
@@ -233,6 +254,10 @@ pub struct ContrastiveGpuLayout {
     pub dtype: DType,
     /// The gradients are written (else the loss only).
     pub write_grad: bool,
+    /// `scale` is an operand (a one-element buffer of the storage type), not the option.
+    pub scale_buffer: bool,
+    /// `bias` is an operand.
+    pub bias_buffer: bool,
 }
 
 impl ContrastiveGpuLayout {
@@ -244,6 +269,8 @@ impl ContrastiveGpuLayout {
             dim: shape.dim as u64,
             dtype,
             write_grad: true,
+            scale_buffer: false,
+            bias_buffer: false,
         }
     }
 
@@ -341,8 +368,15 @@ pub fn plan(
     let lg = Logits::new(spec, &shape);
     let (n, m, dim) = (layout.rows1, layout.rows2, layout.dim);
     let single = loss.single_input();
-    let variant = TileVariant::of(loss);
     let (learn_scale, learn_bias) = loss.learned();
+    if (layout.scale_buffer && !learn_scale) || (layout.bias_buffer && !learn_bias) {
+        return Err(Error::UnexpectedOperand {
+            loss: name,
+            operand: if layout.bias_buffer { Operand::Bias } else { Operand::Scale },
+            hint: " (nt_xent's temperature is an option; only info_nce and siglip learn a scale, siglip a bias)",
+        });
+    }
+    let variant = TileVariant::of(loss, layout.scale_buffer, layout.bias_buffer);
     if limits.max_compute_invocations_per_workgroup < WORKGROUP
         || limits.max_compute_workgroup_size_x < WORKGROUP
     {
@@ -405,14 +439,20 @@ pub fn plan(
             b.operand(g2, Access::ReadWrite, Elem::Stored, m * dim);
         }
     }
+    if layout.scale_buffer {
+        b.operand(Operand::Scale, Access::Read, Elem::Stored, 1);
+    }
+    if layout.bias_buffer {
+        b.operand(Operand::Bias, Access::Read, Elem::Stored, 1);
+    }
     b.operand(Operand::Loss, Access::ReadWrite, Elem::F32, 1);
     let grad_scale = learn_scale && layout.write_grad;
     let grad_bias = learn_bias && layout.write_grad;
     if grad_scale {
-        b.operand(Operand::GradScale, Access::ReadWrite, Elem::F32, 1);
+        b.operand(Operand::GradScale, Access::ReadWrite, Elem::Stored, 1);
     }
     if grad_bias {
-        b.operand(Operand::GradBias, Access::ReadWrite, Elem::F32, 1);
+        b.operand(Operand::GradBias, Access::ReadWrite, Elem::Stored, 1);
     }
     let m_stats = other_rows(loss, layout);
     let stats = b.scratch(
@@ -523,6 +563,12 @@ pub fn plan(
                 .operand("a", side.a, 0, side.rows * dim)
                 .operand("b", side.b, 0, side.cols * dim)
                 .bind("stats", stats_src);
+            if variant.scale_buffer {
+                step = step.operand("scale", Operand::Scale, 0, 1);
+            }
+            if variant.bias_buffer {
+                step = step.operand("bias", Operand::Bias, 0, 1);
+            }
             if let Some(acc) = acc {
                 step = step.bind("acc", Source::Scratch(acc));
             }
@@ -570,20 +616,19 @@ pub fn plan(
             ..base
         };
         let grid = grid_for(words.div_ceil(wg as u64) as u32, launch.max_per_dimension);
-        b.step(
-            Step::new(
-                KernelKey::Contrastive(ContrastiveKernel::Finish {
-                    normalize: variant.normalize,
-                }),
-                wg,
-                &params,
-                grid,
-            )
+        let kernel = ContrastiveKernel::Finish {
+            normalize: variant.normalize,
+            scale_buffer: variant.scale_buffer,
+        };
+        let mut step = Step::new(KernelKey::Contrastive(kernel), wg, &params, grid)
             .operand("a", side.a, 0, values)
             .bind("stats", stats_src)
             .bind("acc", Source::Scratch(acc))
-            .operand("grad", grad, 0, values),
-        );
+            .operand("grad", grad, 0, values);
+        if variant.scale_buffer {
+            step = step.operand("scale", Operand::Scale, 0, 1);
+        }
+        b.step(step);
     };
     if let Some(acc) = acc {
         let grad = ContrastiveKernel::Grad {

@@ -11,6 +11,7 @@ use super::{
 use crate::context::Context;
 use crate::dtype::{Element, HostData, HostTensor};
 use crate::error::{Error, Operand, Result};
+use crate::families::OperandKind;
 use crate::families::{
     floats, typed, typed_family_methods, Call, CallOutput, CpuRun, DeviceCall, DevicePlan, Family,
     LossInfo, OperandInfo, OptionInfo, OptionType, TensorDesc, TypedCall,
@@ -42,6 +43,20 @@ const NORMALIZE: OptionInfo = opt(
     "L2-normalise the rows first (cosine similarities)",
 );
 const INPUT1: OperandInfo = OperandInfo::differentiable(Operand::Input1, "[n, dim]");
+/// `scale` (and `bias`) as one-element tensors: how an engine passes the values it learns
+/// (on the GPU, a buffer read by the kernels: no host round trip per step). Without them the
+/// options give the values; the gradients come back either way.
+const SCALE: OperandInfo = OperandInfo {
+    operand: Operand::Scale,
+    kind: OperandKind::Float,
+    required: false,
+    shape: "[] or [1] (else the option)",
+    grad: true,
+};
+const BIAS: OperandInfo = OperandInfo {
+    operand: Operand::Bias,
+    ..SCALE
+};
 
 /// Every contrastive loss, in catalogue order (LOSSES.md).
 pub static LOSSES: &[LossInfo] = &[
@@ -52,6 +67,7 @@ pub static LOSSES: &[LossInfo] = &[
         operands: &[
             INPUT1,
             OperandInfo::differentiable(Operand::Input2, "[m, dim], m >= n (m = n symmetric)"),
+            SCALE,
         ],
         options: &[
             opt(
@@ -79,6 +95,8 @@ pub static LOSSES: &[LossInfo] = &[
         operands: &[
             INPUT1,
             OperandInfo::differentiable(Operand::Input2, "[n, dim]"),
+            SCALE,
+            BIAS,
         ],
         options: &[
             opt(
@@ -195,24 +213,36 @@ struct ContrastiveCall<'c, T: Element> {
 
 impl<'c, T: Element> ContrastiveCall<'c, T> {
     fn new(call: &'c Call) -> Result<Self> {
-        let spec = spec_of(&call.loss, &call.options, call.reduction)?;
+        let mut spec = spec_of(&call.loss, &call.options, call.reduction)?;
         let loss = spec.loss.name();
-        let names = spec.loss.operands();
+        let info = LOSSES.iter().find(|l| l.name == loss);
         for operand in call.operands.keys() {
-            if !names.contains(operand) {
-                let hint = match operand {
-                    Operand::Scale | Operand::Bias => {
-                        " (scale and bias are options: --set scale=VALUE)"
-                    }
-                    _ => "",
-                };
+            if info.is_some_and(|l| !l.operands.iter().any(|o| o.operand == *operand)) {
                 return Err(Error::UnexpectedOperand {
                     loss,
                     operand: *operand,
-                    hint,
+                    hint: "",
                 });
             }
         }
+        // A scale or bias given as a tensor takes the option's place.
+        for (operand, key) in [(Operand::Scale, "scale"), (Operand::Bias, "bias")] {
+            if let Some(t) = call.get(operand) {
+                let value = match t.data.to_f32()[..] {
+                    [v] if t.data.dtype().is_some() => v,
+                    _ => {
+                        return Err(Error::Shape {
+                            loss,
+                            operand,
+                            problem: format!("needs one float value; it has shape {:?}", t.shape),
+                        })
+                    }
+                };
+                spec.loss.set_option(key, &value.to_string())?;
+            }
+        }
+        spec.validate()?;
+        let names = spec.loss.operands();
         let shape = check_shapes(&spec, |o| call.get(o).map(|t| &t.shape[..]))?;
         let floats_of = |operand: Operand| -> Result<Cow<'c, [T]>> {
             let t = call
@@ -275,18 +305,14 @@ impl<T: Element> TypedCall for ContrastiveCall<'_, T> {
                 HostTensor::new(vec![self.shape.rows2, dim], HostData::of(out.grad_input2)),
             ));
         }
+        // In the embeddings' storage type, as every gradient.
+        let one = |v: f32| HostTensor::new(vec![], HostData::of(vec![T::from_f32(v)]));
         let (scale, bias) = self.spec.loss.learned();
         if scale {
-            grads.push((
-                Operand::Scale,
-                HostTensor::new(vec![], HostData::F32(vec![out.grad_scale])),
-            ));
+            grads.push((Operand::Scale, one(out.grad_scale)));
         }
         if bias {
-            grads.push((
-                Operand::Bias,
-                HostTensor::new(vec![], HostData::F32(vec![out.grad_bias])),
-            ));
+            grads.push((Operand::Bias, one(out.grad_bias)));
         }
         CallOutput {
             label: format!("{} ({})", self.spec.loss, self.spec.reduction),
@@ -335,16 +361,27 @@ impl Family for ContrastiveFamily {
         let shape = check_shapes(&spec, |o| call.get(o).map(|t| &t.shape[..]))?;
         let mut layout = ContrastiveGpuLayout::new(&shape, dtype);
         layout.write_grad = !call.forward_only;
+        for (operand, present) in [
+            (Operand::Scale, &mut layout.scale_buffer),
+            (Operand::Bias, &mut layout.bias_buffer),
+        ] {
+            if let Some(t) = call.get(operand) {
+                if t.len() != 1 {
+                    return Err(Error::Shape {
+                        loss: spec.loss.name(),
+                        operand,
+                        problem: format!("needs one value; it has shape {:?}", t.shape),
+                    });
+                }
+                *present = true;
+            }
+        }
         let mut plan = gpu::plan(&spec, &layout, ctx)?;
         plan.inputs_writable = call.shared_buffers;
         let mut device_plan = DevicePlan::new(ctx.prepare_plan(plan)?, vec![], &[], &[], dtype);
         if layout.write_grad {
             let names = spec.loss.operands();
-            let grad_of = |o: Operand| match o {
-                Operand::Input => Operand::GradInput,
-                Operand::Input1 => Operand::GradInput1,
-                _ => Operand::GradInput2,
-            };
+            let grad_of = |o: Operand| o.grad().unwrap_or(Operand::GradInput);
             device_plan.outputs.push((
                 grad_of(names[0]),
                 TensorDesc::new(vec![shape.rows1, shape.dim], dtype),
@@ -357,16 +394,14 @@ impl Family for ContrastiveFamily {
             }
             let (scale, bias) = spec.loss.learned();
             if scale {
-                device_plan.outputs.push((
-                    Operand::GradScale,
-                    TensorDesc::new(vec![], crate::DType::F32),
-                ));
+                device_plan
+                    .outputs
+                    .push((Operand::GradScale, TensorDesc::new(vec![], dtype)));
             }
             if bias {
-                device_plan.outputs.push((
-                    Operand::GradBias,
-                    TensorDesc::new(vec![], crate::DType::F32),
-                ));
+                device_plan
+                    .outputs
+                    .push((Operand::GradBias, TensorDesc::new(vec![], dtype)));
             }
         }
         Ok(device_plan)
@@ -434,12 +469,12 @@ impl<T: Element> HostOperands for ContrastiveOperands<'_, T> {
                 _ => Vec::new(),
             },
             grad_scale: if scale {
-                read.f32(Operand::GradScale, 1)[0]
+                read.values::<T>(Operand::GradScale, 1)[0].to_f32()
             } else {
                 0.0
             },
             grad_bias: if bias {
-                read.f32(Operand::GradBias, 1)[0]
+                read.values::<T>(Operand::GradBias, 1)[0].to_f32()
             } else {
                 0.0
             },
