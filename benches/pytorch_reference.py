@@ -146,6 +146,37 @@ GAN = {
 }
 
 
+# Contrastive losses as PyTorch computes them, materialising the n x m logits (CLIP's
+# open_clip ClipLoss, SigLIP's sigmoid loss, SimCLR's NT-Xent): name -> (loss of x1, x2 (or
+# the 2n views), scale). The scale is a learned leaf, as in training.
+def clip_loss(x1, x2, scale):
+    logits = x1 @ x2.T * scale
+    labels = torch.arange(x1.shape[0], device=x1.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def siglip_loss(x1, x2, scale, bias=-10.0):
+    logits = x1 @ x2.T * scale + bias
+    z = 2 * torch.eye(x1.shape[0], device=x1.device, dtype=x1.dtype) - 1
+    return -F.logsigmoid(z * logits).sum() / x1.shape[0]
+
+
+def nt_xent_loss(x, temperature=0.5):
+    x = F.normalize(x, dim=1)
+    n2 = x.shape[0]
+    sim = (x @ x.T) / temperature
+    sim = sim.masked_fill(torch.eye(n2, dtype=torch.bool, device=x.device), float("-inf"))
+    positives = (torch.arange(n2, device=x.device) + n2 // 2) % n2
+    return F.cross_entropy(sim, positives)
+
+
+CONTRASTIVE = {
+    "info_nce": lambda x1, x2, s: clip_loss(x1, x2, s),
+    "siglip": lambda x1, x2, s: siglip_loss(x1, x2, s),
+    "nt_xent": lambda x, s: nt_xent_loss(x),
+}
+
+
 def time_many(f, xs0, rest, reps, dev):
     """f(*leaves, *rest).backward(), every one of xs0 a fresh leaf each run."""
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -193,7 +224,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1 << 26, help="elements (elementwise losses)")
     p.add_argument("--shape", action="append", default=[], metavar="ROWSxCLASSES",
-                   help="class-dimension shapes (with --all or --loss of a class loss)")
+                   help="class-dimension shapes (with --all or --loss of a class loss; "
+                        "NxMxD for the contrastive losses)")
     p.add_argument("--ce", action="append", default=[], metavar="ROWSxCLASSES",
                    help="cross-entropy alone at these shapes")
     p.add_argument("--all", action="store_true", help="every loss of the catalogue")
@@ -213,6 +245,7 @@ def main():
         losses, shapes = ["cross_entropy"], args.ce
     else:
         losses = args.loss or (list(ELEMENTWISE) + list(CLASS) + list(PAIR) + list(GAN)
+                               + list(CONTRASTIVE)
                                if args.all
                                else ["mse", "huber", "bce_with_logits"])
         shapes = args.shape or ["1024x8192"]
@@ -253,6 +286,24 @@ def main():
                     nbytes = (count + grads) * size * n + (size * full[0] if tk else 0)
                     print(json.dumps({"loss": name, "rows": rows, "dim": dim,
                                       "shape": [rows, dim], "bytes": nbytes,
+                                      **result(ms, nbytes, peak, None), **common}))
+                continue
+            if name in CONTRASTIVE:
+                f = CONTRASTIVE[name]
+                for shape in shapes:
+                    dims = [int(v) for v in shape.split("x")]
+                    n, m, d = dims if len(dims) == 3 else (dims[0], dims[0], dims[1])
+                    sd = d ** -0.5
+                    if name == "nt_xent":
+                        ops = [draw("normal", (n, d), g, dtype, dev) * sd]
+                    else:
+                        ops = [draw("normal", (n, d), g, dtype, dev) * sd,
+                               draw("normal", (m, d), g, dtype, dev) * sd]
+                    ops.append(torch.tensor(1 / 0.07, dtype=dtype, device=dev))
+                    ms, peak = time_many(f, ops, [], args.reps, dev)
+                    nbytes = 2 * size * (n + (0 if name == "nt_xent" else m)) * d
+                    print(json.dumps({"loss": name, "shape": [n, m, d], "bytes": nbytes,
+                                      "materialised_logits_bytes": size * n * m,
                                       **result(ms, nbytes, peak, None), **common}))
                 continue
             if name in GAN:

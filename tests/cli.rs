@@ -707,6 +707,13 @@ fn eval_writes_every_gradient_of_the_pair_and_gan_cases() {
         "cpu",
         common::Case::reference_tolerance,
     ));
+    // `wgloss eval info_nce --input1 A --input2 B --set scale=14.285714 --grads DIR` writes
+    // grad_scale (and siglip's grad_bias) beside the inputs' gradients.
+    failures.extend(eval_golden_with_grads_dir(
+        "contrastive.json",
+        "cpu",
+        common::Case::contrastive_tolerance,
+    ));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

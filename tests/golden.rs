@@ -360,27 +360,17 @@ fn gpu_matches_every_gan_golden_case() {
     );
 }
 
-/// The contrastive cases' tolerance: the reference's, except for the gradients of
-/// normalised rows. `F.normalize`'s backward keeps the part of `dx̂` orthogonal to `x̂`,
-/// `dx̂ − x̂ (x̂·dx̂)`: where a positive is nearly parallel to its row, most of `dx̂` lies along
-/// `x̂` and the f32 rounding of the large terms is left in a small result (measured: 1.2e-6
-/// of the largest gradient, `info_nce_4x16_m4_sym1_norm1_s14.2857`).
-fn contrastive_tolerance(case: &Case, key: &str) -> Tolerance {
-    let normalized = case.options.get("normalize").and_then(|v| v.as_bool()) == Some(true)
-        || case.loss == "nt_xent";
-    if normalized && key.starts_with("grad_input") {
-        Tolerance::scaled(2e-6, 4e-6, 1e-3, &case.expected[key].data)
-    } else {
-        case.reference_tolerance(key)
-    }
-}
-
 #[test]
 fn cpu_matches_every_contrastive_golden_case() {
     use wgloss::families::Backend;
     assert_none(
         "contrastive.json on the CPU",
-        run_registry("contrastive.json", 63, Backend::Cpu, contrastive_tolerance),
+        run_registry(
+            "contrastive.json",
+            63,
+            Backend::Cpu,
+            Case::contrastive_tolerance,
+        ),
     );
 }
 
@@ -406,7 +396,7 @@ fn gpu_matches_every_contrastive_golden_case() {
                         .map(|t| 1.0 / t)
                 })
                 .unwrap_or(1.0);
-            let t = contrastive_tolerance(case, key);
+            let t = case.contrastive_tolerance(key);
             Tolerance::new(t.rel + 1e-7 * scale, t.abs)
         }),
     );

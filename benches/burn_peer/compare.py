@@ -38,6 +38,9 @@ CASES = [
     ("triplet_margin", ["--shape", "65536x64"], ["--shape", "65536x64"], 7),
     ("cosine_embedding", ["--shape", "16384x256"], ["--shape", "16384x256"], 15),
     ("cosine_embedding", ["--shape", "65536x256"], ["--shape", "65536x256"], 7),
+    # CLIP's symmetric loss: wgloss's tiles against Burn's matmul + two cross-entropies.
+    ("info_nce", ["--shape", "1024x256"], ["--shape", "1024x256"], 5),
+    ("info_nce", ["--shape", "4096x256"], ["--shape", "4096x256"], 3),
 ]
 
 

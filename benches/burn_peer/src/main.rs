@@ -36,6 +36,11 @@ enum Loss {
     /// `burn::nn::loss::CosineEmbeddingLoss` (margin 0, mean over rows; both inputs'
     /// gradients).
     CosineEmbedding,
+    /// CLIP's symmetric loss from Burn's own tensor ops, as a Burn user writes it:
+    /// `logits = x1.matmul(x2ᵀ) · scale`, `½ [CrossEntropyLoss(logits, arange) +
+    /// CrossEntropyLoss(logitsᵀ, arange)]`; gradients of both inputs and the scale (a leaf,
+    /// as CLIP learns it). The n × n logits, their softmax and their gradient are materialised.
+    InfoNce,
 }
 
 #[derive(Parser, Debug)]
@@ -46,8 +51,8 @@ struct Args {
     /// Elements, for `mse`.
     #[arg(long, default_value_t = 1 << 22)]
     n: usize,
-    /// ROWSxCLASSES for `cross_entropy`, ROWSxDIM for `triplet_margin` and
-    /// `cosine_embedding`.
+    /// ROWSxCLASSES for `cross_entropy`, ROWSxDIM for `triplet_margin`,
+    /// `cosine_embedding` and `info_nce` (n = m = ROWS).
     #[arg(long, default_value = "1024x4096")]
     shape: String,
     /// Timed repetitions (the median is reported).
@@ -329,6 +334,68 @@ fn main() -> Result<(), String> {
                 16 * rows * dim + 4 * rows,
                 ms,
             )
+        }
+        Loss::InfoNce => {
+            let (rows, dim) = parse_shape(&args.shape)?;
+            let sd = 1.0 / (dim as f64).sqrt();
+            let normal =
+                || Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, sd), &device);
+            let (x1, x2) = (normal(), normal());
+            let scale = Tensor::<1>::from_floats([1.0 / 0.07], &device);
+            let labels = Tensor::<1, Int>::arange(0..rows as i64, &device);
+            let ce = CrossEntropyLossConfig::new().init(&device);
+            let step = || {
+                let (l1, l2, ls) = (
+                    x1.clone().require_grad(),
+                    x2.clone().require_grad(),
+                    scale.clone().require_grad(),
+                );
+                let logits = l1
+                    .clone()
+                    .matmul(l2.clone().transpose())
+                    .mul(ls.clone().reshape([1, 1]));
+                let value = (ce.forward(logits.clone(), labels.clone())
+                    + ce.forward(logits.transpose(), labels.clone()))
+                .mul_scalar(0.5);
+                let grads = value.backward();
+                let g1 = l1.grad(&grads).expect("gradient of input1");
+                let g2 = l2.grad(&grads).expect("gradient of input2");
+                let gs = ls.grad(&grads).expect("gradient of the scale");
+                (value, g1, g2, gs)
+            };
+            let ms = median_ms(args.warmup, args.reps, &device, || {
+                std::hint::black_box(step());
+            });
+            // The work was done: the loss read back against the host's, in f64 (rows up to
+            // 4,096: the host computes the whole matrix once).
+            let (value, _, _, _) = step();
+            if rows <= 4096 {
+                let (a, b) = (floats(x1.clone())?, floats(x2.clone())?);
+                let s = 1.0 / 0.07;
+                let mut logits = vec![0.0f64; rows * rows];
+                for i in 0..rows {
+                    let ra = row_f64(&a, i, dim);
+                    for j in 0..rows {
+                        let rb = &b[j * dim..(j + 1) * dim];
+                        logits[i * rows + j] =
+                            s * ra.iter().zip(rb).map(|(x, &y)| x * y as f64).sum::<f64>();
+                    }
+                }
+                let lse = |it: &mut dyn Iterator<Item = f64>| {
+                    let v: Vec<f64> = it.collect();
+                    let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+                };
+                let mut total = 0.0;
+                for i in 0..rows {
+                    let r = lse(&mut (0..rows).map(|j| logits[i * rows + j]));
+                    let c = lse(&mut (0..rows).map(|j| logits[j * rows + i]));
+                    total += 0.5 * (r + c) - logits[i * rows + i];
+                }
+                verify("info_nce", &floats(value.reshape([1, 1]))?, &[total / rows as f64])?;
+            }
+            // wgloss's count: both inputs read once, both gradients written once.
+            ("info_nce", format!("{rows}x{rows}x{dim}"), 16 * rows * dim, ms)
         }
     };
     let gbps = bytes as f64 / (ms * 1e-3) / 1e9;

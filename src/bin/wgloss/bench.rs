@@ -213,13 +213,23 @@ impl Subject<'_> {
             backend,
             adapter,
             dtype: self.call.dtype(),
-            // The shape of the loss's first operand (`input`, `anchor`, `real`, ...).
-            shape: self
-                .info
-                .operands
-                .first()
-                .and_then(|o| self.call.get(o.operand))
-                .map_or_else(Vec::new, |t| t.shape.clone()),
+            // The shape of the loss's first operand (`input`, `anchor`, `real`, ...), with
+            // the second one's rows before its last dimension where they differ in kind
+            // (`input1`/`input2` of the contrastive losses: N x M x D).
+            shape: {
+                let mut shapes = self
+                    .info
+                    .operands
+                    .iter()
+                    .filter_map(|o| self.call.get(o.operand).map(|t| t.shape.clone()));
+                let mut shape = shapes.next().unwrap_or_default();
+                if self.info.family == "contrastive" {
+                    if let (Some(second), &[rows, dim]) = (shapes.next(), &shape[..]) {
+                        shape = vec![rows, second[0], dim];
+                    }
+                }
+                shape
+            },
             dims: self.info.dims,
             bytes: self.bytes,
             median_ms: 0.0,

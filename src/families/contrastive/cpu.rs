@@ -746,9 +746,29 @@ pub fn compute_into<T: Element>(
         None
     };
 
-    // Backward.
-    let mut grad1 = vec![0.0f32; n * dim];
-    let mut grad2 = vec![0.0f32; if single { 0 } else { m * dim }];
+    // Backward: into the outputs themselves when they are f32 (no copy), else into f32
+    // buffers converted at the end.
+    out.grad_input1.clear();
+    out.grad_input1.resize(n * dim, T::default());
+    out.grad_input2.clear();
+    out.grad_input2
+        .resize(if single { 0 } else { m * dim }, T::default());
+    let mut staged1 = Vec::new();
+    let mut staged2 = Vec::new();
+    let grad1: &mut [f32] = match T::as_f32_slice_mut(&mut out.grad_input1) {
+        Some(g) => g,
+        None => {
+            staged1 = vec![0.0f32; n * dim];
+            &mut staged1
+        }
+    };
+    let grad2: &mut [f32] = match T::as_f32_slice_mut(&mut out.grad_input2) {
+        Some(g) => g,
+        None => {
+            staged2 = vec![0.0f32; if single { 0 } else { m * dim }];
+            &mut staged2
+        }
+    };
     let mut col_g_dot = vec![0.0f64; if single { 0 } else { m }];
     let sums = backward(
         x1,
@@ -758,8 +778,8 @@ pub fn compute_into<T: Element>(
         siglip,
         &lse_row,
         lse_of_col,
-        &mut grad1,
-        &mut grad2,
+        grad1,
+        grad2,
         &mut col_g_dot,
     );
 
@@ -770,6 +790,18 @@ pub fn compute_into<T: Element>(
         lg.w_row as f64 * lse_row.ce.iter().sum::<f64>()
             + lg.w_col as f64 * lse_col.ce.iter().sum::<f64>()
     };
+    if normalize {
+        normalize_backward(grad1, &rows1, dim, lg.scale, |i| sums[i].g_dot);
+        if let Some(r2) = &rows2 {
+            normalize_backward(grad2, r2, dim, lg.scale, |j| col_g_dot[j]);
+        }
+    }
+    if !staged1.is_empty() {
+        T::from_f32_slice(&staged1, &mut out.grad_input1);
+    }
+    if !staged2.is_empty() {
+        T::from_f32_slice(&staged2, &mut out.grad_input2);
+    }
     let (learn_scale, learn_bias) = loss.learned();
     out.loss = value as f32;
     out.grad_scale = if learn_scale {
@@ -782,16 +814,5 @@ pub fn compute_into<T: Element>(
     } else {
         0.0
     };
-
-    if normalize {
-        normalize_backward(&mut grad1, &rows1, dim, lg.scale, |i| sums[i].g_dot);
-        if let Some(r2) = &rows2 {
-            normalize_backward(&mut grad2, r2, dim, lg.scale, |j| col_g_dot[j]);
-        }
-    }
-    out.grad_input1.resize(n * dim, T::default());
-    T::from_f32_slice(&grad1, &mut out.grad_input1);
-    out.grad_input2.resize(grad2.len(), T::default());
-    T::from_f32_slice(&grad2, &mut out.grad_input2);
     Ok(())
 }
