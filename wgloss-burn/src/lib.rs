@@ -449,8 +449,9 @@ impl Loss {
             1 => tracked!(1),
             2 => tracked!(2),
             3 => tracked!(3),
+            4 => tracked!(4),
             n => Err(Error::Burn(format!(
-                "{} differentiates {n} operands; wgloss-burn handles one to three",
+                "{} differentiates {n} operands; wgloss-burn handles one to four",
                 self.name
             ))),
         }
@@ -698,4 +699,66 @@ pub fn gan_generator(fake: Tensor<1>, kind: &str) -> Result<Tensor<1>, Error> {
     Loss::new("gan_generator")
         .option("kind", kind)
         .forward(Operands::of(Operand::Fake, fake))
+}
+
+/// CLIP's contrastive loss (InfoNCE; open_clip's `ClipLoss`): with `S = scale · X₁ X₂ᵀ`
+/// (rows L2-normalised first with `normalize`), `CE(S, arange(n))`, and with `symmetric`
+/// `½ [CE(S) + CE(Sᵀ)]`, each a mean over rows. `input1` `[n, dim]`, `input2` `[m, dim]`
+/// (`m ≥ n`; rows past `n` are extra negatives; `m = n` when symmetric), `scale` `[1]`: the
+/// learned logit scale (CLIP learns `log scale` and clamps the scale at 100; pass
+/// `log_scale.exp()`), read by the kernels from its buffer. The loss `[1]`; gradients for
+/// both inputs and `scale`. The `n × m` matrix is never held: memory is `O((n + m) · dim)`.
+///
+/// # Errors
+/// As [`Loss::forward`] (shapes that differ, `m < n`, symmetric with `m ≠ n`).
+pub fn info_nce(
+    input1: Tensor<2>,
+    input2: Tensor<2>,
+    scale: Tensor<1>,
+    symmetric: bool,
+    normalize: bool,
+) -> Result<Tensor<1>, Error> {
+    Loss::new("info_nce")
+        .option("symmetric", symmetric)
+        .option("normalize", normalize)
+        .forward(
+            Operands::of(Operand::Input1, input1)
+                .float(Operand::Input2, input2)
+                .float(Operand::Scale, scale),
+        )
+}
+
+/// SigLIP's sigmoid loss: `(1/n) Σ_i Σ_j softplus(−z_ij (scale x̂₁_i · x̂₂_j + bias))`, `z` 1
+/// on the diagonal and −1 elsewhere; `input1`, `input2` `[n, dim]`, `scale` and `bias` `[1]`
+/// (learned, read from their buffers). The loss `[1]`; gradients for all four.
+///
+/// # Errors
+/// As [`Loss::forward`].
+pub fn siglip(
+    input1: Tensor<2>,
+    input2: Tensor<2>,
+    scale: Tensor<1>,
+    bias: Tensor<1>,
+    normalize: bool,
+) -> Result<Tensor<1>, Error> {
+    Loss::new("siglip").option("normalize", normalize).forward(
+        Operands::of(Operand::Input1, input1)
+            .float(Operand::Input2, input2)
+            .float(Operand::Scale, scale)
+            .float(Operand::Bias, bias),
+    )
+}
+
+/// SimCLR's NT-Xent: `input` `[2n, dim]`, rows `i` and `i + n` two views of one example; the
+/// mean over the `2n` rows of the cross-entropy of `sim(i, ·) / temperature` over `j ≠ i`,
+/// the positive `i ± n` (`sim`: cosine with `normalize`, else the dot product). The loss `[1]`;
+/// the gradient of `input`.
+///
+/// # Errors
+/// As [`Loss::forward`] (an odd row count, `temperature` ≤ 0).
+pub fn nt_xent(input: Tensor<2>, temperature: f32, normalize: bool) -> Result<Tensor<1>, Error> {
+    Loss::new("nt_xent")
+        .option("temperature", temperature)
+        .option("normalize", normalize)
+        .forward(Operands::new(input))
 }

@@ -253,7 +253,24 @@ fn every_loss_matches_the_cpu_path() {
     };
     let mut checked = 0;
     for (family, info) in all_losses() {
-        for call in family.samples(info, &size, 7, false) {
+        for mut call in family.samples(info, &size, 7, false) {
+            // A learned scale or bias (contrastive losses) as a one-element tensor, as an
+            // engine passes it: its gradient is checked too.
+            for (o, key) in [(Operand::Scale, "scale"), (Operand::Bias, "bias")] {
+                let learned = info.gradients().any(|g| g == o);
+                let value = call
+                    .options
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone());
+                if let (true, Some(v), None) = (learned, value, call.get(o)) {
+                    let v: f32 = v.parse().expect("a float option");
+                    call = call.operand(
+                        o,
+                        wgloss::HostTensor::new(vec![1], wgloss::HostData::F32(vec![v])),
+                    );
+                }
+            }
             let want = family.cpu(&call).expect("the CPU path");
             let mut loss = Loss::new(&call.loss);
             for (k, v) in &call.options {

@@ -1,12 +1,17 @@
-//! The metric-learning and GAN examples (examples/embed_digits.rs, examples/gan_ring.rs) as
-//! tests: an embedding trained with wgloss's `triplet_margin` must classify 90% of the
-//! held-out digits by their nearest neighbour; a GAN trained with wgloss's
-//! `gan_discriminator`/`gan_generator` must reach at least 6 of the 8 modes of the ring,
-//! with most of its points within 3 standard deviations of a mode.
+//! The metric-learning, GAN and CLIP examples (examples/embed_digits.rs, examples/gan_ring.rs,
+//! examples/clip_digits.rs) as tests: an embedding trained with wgloss's `triplet_margin`
+//! must classify 90% of the held-out digits by their nearest neighbour; a GAN trained with
+//! wgloss's `gan_discriminator`/`gan_generator` must reach at least 6 of the 8 modes of the
+//! ring, with most of its points within 3 standard deviations of a mode; a dual encoder
+//! trained with wgloss's symmetric `info_nce` and a learned temperature must classify 90% of
+//! the held-out digits zero-shot, by the nearest embedding of a digit's name.
 
 // Both examples include examples/common/split_mix.rs: here it is two modules of one crate.
 #![allow(clippy::duplicate_mod)]
 
+#[allow(dead_code)]
+#[path = "../examples/clip_digits.rs"]
+mod clip_digits;
 #[allow(dead_code)]
 #[path = "../examples/embed_digits.rs"]
 mod embed_digits;
@@ -67,5 +72,27 @@ fn the_gan_covers_the_ring() {
         report.within_3_std > 0.5,
         "{:.3} of the points within 3 std of a mode",
         report.within_3_std
+    );
+}
+
+#[test]
+fn a_clip_style_dual_encoder_classifies_90_percent_zero_shot() {
+    let Some(device) = device() else { return };
+    let report = clip_digits::train(&device, 8, 7).unwrap();
+    println!("{report:?}");
+    assert!(
+        report.losses.last() < report.losses.first(),
+        "the loss did not fall: {:?}",
+        report.losses
+    );
+    assert!(
+        (report.scale - 1.0 / 0.07).abs() > 0.1,
+        "the temperature did not move: scale {}",
+        report.scale
+    );
+    assert!(
+        report.zero_shot_accuracy >= 0.90,
+        "zero-shot held-out accuracy {:.4}",
+        report.zero_shot_accuracy
     );
 }

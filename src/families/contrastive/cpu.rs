@@ -258,23 +258,36 @@ fn for_each_tile(
 #[derive(Clone, Copy, Debug)]
 struct Running {
     max: f32,
-    sum: f64,
+    /// `Σ exp(l − max)` less the maximum's own 1 (0 while empty), so that
+    /// `log_sum = ln_1p(rest)` keeps its digits when the maximum dominates: a cross-entropy of
+    /// 1e-27 (a well-separated batch at scale 100) is not lost in `ln(1 + 1e-27)` (the GPU's
+    /// `lse_main` keeps the same).
+    rest: f64,
     positive: f32,
 }
 
 impl Running {
     const EMPTY: Running = Running {
         max: f32::NEG_INFINITY,
-        sum: 0.0,
+        rest: 0.0,
         positive: f32::NAN,
     };
 
-    /// Moves the maximum up to `m` (rescaling the sum).
+    /// Moves the maximum up to `m`, whose element becomes the 1 (the old maximum's 1, rescaled,
+    /// joins the rest); whether it moved (the caller then leaves one element equal to `m` out
+    /// of the sum it adds).
     #[inline]
-    fn raise(&mut self, m: f32) {
+    fn raise(&mut self, m: f32) -> bool {
         if m > self.max {
-            self.sum *= ((self.max - m) as f64).exp();
+            self.rest = if self.max > f32::NEG_INFINITY {
+                (1.0 + self.rest) * ((self.max - m) as f64).exp()
+            } else {
+                0.0
+            };
             self.max = m;
+            true
+        } else {
+            false
         }
     }
 }
@@ -295,7 +308,7 @@ impl Lse {
     fn from_states(states: &[Running]) -> Self {
         let mut lse = Lse::default();
         for s in states {
-            let log_sum = s.sum.ln();
+            let log_sum = s.rest.ln_1p();
             let ce = (s.max as f64 - s.positive as f64) + log_sum;
             lse.max.push(s.max);
             lse.log_sum.push(log_sum as f32);
@@ -329,6 +342,7 @@ fn column_sums(
     states: &mut [Running],
     maxes: &mut [f32],
     sums: &mut [f64],
+    skip: &mut [u8],
 ) {
     let width = states.len();
     maxes.fill(f32::NEG_INFINITY);
@@ -337,19 +351,28 @@ fn column_sums(
             *mx = mx.max(v);
         }
     }
-    for (s, mx) in states.iter_mut().zip(maxes.iter_mut()) {
-        s.raise(*mx);
+    // A column whose maximum moved leaves the first element equal to it out of the sum
+    // (`skip` 1 until it is met): that element is the 1 of `Running::rest`.
+    for ((s, mx), skip) in states.iter_mut().zip(maxes.iter_mut()).zip(skip.iter_mut()) {
+        *skip = s.raise(*mx) as u8;
         *mx = s.max;
     }
     sums.fill(0.0);
     for i in 0..rows {
         let t = &tile[i * COL_TILE..][..width];
-        for ((acc, &v), &mx) in sums.iter_mut().zip(t).zip(maxes.iter()) {
-            *acc += exp(v - mx) as f64;
+        for (((acc, &v), &mx), skip) in sums
+            .iter_mut()
+            .zip(t)
+            .zip(maxes.iter())
+            .zip(skip.iter_mut())
+        {
+            let left_out = *skip == 1 && v == mx;
+            *skip &= !left_out as u8;
+            *acc += if left_out { 0.0 } else { exp(v - mx) as f64 };
         }
     }
     for (s, &acc) in states.iter_mut().zip(sums.iter()) {
-        s.sum += acc;
+        s.rest += acc;
     }
 }
 
@@ -406,6 +429,7 @@ fn log_sum_exps(
             let mut tile = vec![0.0f32; ROW_BLOCK * COL_TILE];
             let mut col_max = vec![0.0f32; COL_TILE];
             let mut col_sum = vec![0.0f64; COL_TILE];
+            let mut col_skip = vec![0u8; COL_TILE];
             let (row0, col0) = (rows.start, cols.start);
             for_each_tile(x1, x2, dim, rows, cols, &mut tile, |rb, cb, tile| {
                 let width = cb.len();
@@ -418,9 +442,14 @@ fn log_sum_exps(
                     if cb.contains(&j_pos) {
                         state.positive = t[j_pos - cb.start];
                     }
-                    state.raise(tmax);
-                    if state.max > f32::NEG_INFINITY {
-                        state.sum += sum_exp(t, state.max);
+                    if state.raise(tmax) {
+                        // The new maximum's element is the 1: the others join the rest.
+                        let arg = t.iter().position(|&v| v == tmax).unwrap_or(0);
+                        t[arg] = f32::NEG_INFINITY;
+                        state.rest += sum_exp(t, state.max);
+                        t[arg] = tmax;
+                    } else if state.max > f32::NEG_INFINITY {
+                        state.rest += sum_exp(t, state.max);
                     }
                 }
                 if !col_part.is_empty() {
@@ -431,6 +460,7 @@ fn log_sum_exps(
                         states,
                         &mut col_max[..width],
                         &mut col_sum[..width],
+                        &mut col_skip[..width],
                     );
                     // Column j's positive is row j.
                     for j in cb.clone() {
