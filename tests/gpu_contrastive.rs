@@ -274,7 +274,13 @@ fn bad_input_is_refused_before_launch() {
 /// their softmax and their gradient: 12 GiB). The GPU path holds its row statistics and one
 /// f32 accumulator (`extra_bytes`, 6.8 MB here: under 1% of the matrix alone) and matches
 /// the CPU path.
+///
+/// Ignored in CI: on lavapipe (two CPU cores running the shaders) the GPU side takes about 20
+/// minutes (measured: 4,096 × 4,096 × 32 in 18.9 s, and this is 64 times the pairs; a run
+/// stopped after 15 minutes). `cargo test --release --test gpu_contrastive -- --ignored` on a
+/// real GPU.
 #[test]
+#[ignore = "about 20 minutes on lavapipe; run with --ignored on a real GPU"]
 fn n_32768_runs_without_the_matrix_and_matches_the_cpu() {
     let Some(ctx) = gpu() else { return };
     let n = 32_768;

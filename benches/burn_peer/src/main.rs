@@ -369,6 +369,10 @@ fn main() -> Result<(), String> {
             // The work was done: the loss read back against the host's, in f64 (rows up to
             // 4,096: the host computes the whole matrix once).
             let (value, _, _, _) = step();
+            eprintln!(
+                "info_nce: Burn's loss {:?}",
+                floats(value.clone().reshape([1, 1]))?
+            );
             if rows <= 4096 {
                 let (a, b) = (floats(x1.clone())?, floats(x2.clone())?);
                 let s = 1.0 / 0.07;
@@ -392,10 +396,19 @@ fn main() -> Result<(), String> {
                     let c = lse(&mut (0..rows).map(|j| logits[j * rows + i]));
                     total += 0.5 * (r + c) - logits[i * rows + i];
                 }
-                verify("info_nce", &floats(value.reshape([1, 1]))?, &[total / rows as f64])?;
+                verify(
+                    "info_nce",
+                    &floats(value.reshape([1, 1]))?,
+                    &[total / rows as f64],
+                )?;
             }
             // wgloss's count: both inputs read once, both gradients written once.
-            ("info_nce", format!("{rows}x{rows}x{dim}"), 16 * rows * dim, ms)
+            (
+                "info_nce",
+                format!("{rows}x{rows}x{dim}"),
+                16 * rows * dim,
+                ms,
+            )
         }
     };
     let gbps = bytes as f64 / (ms * 1e-3) / 1e9;
