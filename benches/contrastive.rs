@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
+use wgloss::families;
 use wgloss::families::contrastive::sample::call_of;
-use wgloss::families::{self, Backend};
 use wgloss::{ContrastiveLoss, DType, Reduction};
 
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -97,7 +97,6 @@ fn main() {
         let (family, _) = families::find(loss.name()).unwrap();
         let mut run = family.cpu_runner(&call).unwrap();
         let ms = median_ms(reps, || run.run().unwrap());
-        let _ = Backend::Cpu;
         let g = gflops(products, ms);
         println!(
             "{:<44} {ms:>10.1} {g:>10.1} {:>11.0}%",

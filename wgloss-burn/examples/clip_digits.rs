@@ -20,7 +20,11 @@ use burn::tensor::{activation, Device, Int, Tensor, TensorData};
 
 #[path = "../../examples/data/digits.rs"]
 mod digits;
-use digits::{Digits, FEATURES};
+use digits::FEATURES;
+
+#[path = "common/digit_rows.rs"]
+mod digit_rows;
+pub use digit_rows::{load_digits, rows};
 
 #[path = "common/split_mix.rs"]
 mod split_mix;
@@ -70,13 +74,6 @@ impl DualEncoder {
     }
 }
 
-/// The digits and their split (those of wgloss's own `train_digits` example).
-pub fn load_digits() -> Result<Digits, Box<dyn Error>> {
-    digits::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/digits.csv"),
-    )
-}
-
 /// What a training run reached.
 #[derive(Debug)]
 pub struct Report {
@@ -87,15 +84,6 @@ pub struct Report {
     /// Held-out digits whose nearest name embedding is their own.
     pub zero_shot_accuracy: f64,
     pub seconds: f64,
-}
-
-/// `rows × 64` pixels of the digits `indices` of `x`.
-fn rows(x: &[f32], indices: &[usize], device: &Device) -> Tensor<2> {
-    let v: Vec<f32> = indices
-        .iter()
-        .flat_map(|&i| x[i * FEATURES..(i + 1) * FEATURES].iter().copied())
-        .collect();
-    Tensor::from_data(TensorData::new(v, [indices.len(), FEATURES]), device)
 }
 
 /// A tensor's values on the host.

@@ -15,11 +15,11 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{activation, Device, Tensor, TensorData};
+use burn::tensor::{activation, Device, Tensor};
 
 #[path = "../../examples/data/digits.rs"]
 mod digits;
-use digits::{Digits, FEATURES};
+use digits::FEATURES;
 
 /// The embedding's dimension.
 pub const EMBEDDING: usize = 16;
@@ -44,12 +44,9 @@ impl Embedder {
     }
 }
 
-/// The digits and their split (those of wgloss's own `train_digits` example).
-pub fn load_digits() -> Result<Digits, Box<dyn Error>> {
-    digits::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/digits.csv"),
-    )
-}
+#[path = "common/digit_rows.rs"]
+mod digit_rows;
+pub use digit_rows::{load_digits, rows};
 
 #[path = "common/split_mix.rs"]
 mod split_mix;
@@ -63,15 +60,6 @@ pub struct Report {
     /// Held-out digits whose nearest training digit in the embedding has their label.
     pub nearest_neighbour_accuracy: f64,
     pub seconds: f64,
-}
-
-/// `rows × 64` pixels of the digits `indices` of `x`.
-fn rows(x: &[f32], indices: &[usize], device: &Device) -> Tensor<2> {
-    let v: Vec<f32> = indices
-        .iter()
-        .flat_map(|&i| x[i * FEATURES..(i + 1) * FEATURES].iter().copied())
-        .collect();
-    Tensor::from_data(TensorData::new(v, [indices.len(), FEATURES]), device)
 }
 
 /// Trains the embedder for `epochs` (each anchor once an epoch, batches of 128 triplets,

@@ -319,7 +319,6 @@ fn iterations_per_tile(dim: u64, accumulate: bool) -> u64 {
 /// The column ranges of one pass: the whole range on a GPU, ranges of whole tiles under a
 /// software adapter's loop budget.
 fn column_ranges(
-    loss: &'static str,
     cols: u64,
     dim: u64,
     accumulate: bool,
@@ -341,7 +340,6 @@ fn column_ranges(
             ((b - overhead) / per_tile).max(1)
         }
     };
-    let _ = loss;
     let step = tiles * TILE_COLS;
     Ok((0..cols)
         .step_by(step as usize)
@@ -529,7 +527,7 @@ pub fn plan(
                 ..
             }
         );
-        let ranges = column_ranges(name, side.cols, dim, accumulate, budget)?;
+        let ranges = column_ranges(side.cols, dim, accumulate, budget)?;
         let count = ranges.len();
         for (k, (begin, end)) in ranges.into_iter().enumerate() {
             let params = ContrastiveParams {
