@@ -11,9 +11,11 @@
 // which finish_main turns into the gradient: every per-row array is O(rows), `acc` O(rows dim),
 // the n x m matrix never exists.
 //
-// A workgroup takes TILE_ROWS rows; invocation (r = lid / 8, q = lid % 8) computes row r's
-// dot products with columns q, q + 8, ..., q + 56 of each tile of TILE_COLS columns, the
-// reduction dimension staged TILE_K values at a time. Every sum has a fixed order: same input,
+// A workgroup takes TILE_ROWS rows of a and walks the columns TILE_COLS at a time, four
+// neighbouring columns per invocation, the dimension four values (one storage word) at a
+// time where dim is a multiple of 4. A software rasteriser pays per load instruction (each
+// is a loop over its SIMD lanes), so the kernels load whole words and reuse each: a word of
+// a feeds four columns, a word of b eight rows. Every sum has a fixed order: same input,
 // same bits.
 
 struct ContrastiveParams {
@@ -40,12 +42,12 @@ override NORMALIZE: bool = false;     // rows L2-normalised first (on the fly)
 override MASK_DIAGONAL: bool = false; // nt_xent: l_ii left out
 override WRITE_GRAD: bool = true;     // grad_main accumulates the gradient (else the row sums only)
 
-const TILE_ROWS: u32 = 32u;
-const TILE_COLS: u32 = 64u;
-const TILE_K: u32 = 16u;
-const LANES_PER_ROW: u32 = 8u;
-const DIM_BLOCK: u32 = 256u;
-const STAGE_COLS: u32 = 4u;
+const TILE_ROWS: u32 = 8u;    // rows of a workgroup
+const TILE_COLS: u32 = 256u;  // columns of a tile: 4 for each of the 64 invocations
+const DIM_BLOCK: u32 = 256u;  // values of each row a backward workgroup accumulates (4 a lane)
+// The embeddings are read a word of four values at a time (dim a multiple of 4), else one.
+const FOUR: bool = ELEMS_PER_WORD == 4u;
+const STEP: u32 = select(1u, 4u, FOUR);
 // Far below any logit (scale and dot products are finite), and exp(NEG_BIG - m) = 0.
 const NEG_BIG: f32 = -3.0e38;
 
@@ -60,11 +62,10 @@ const INV_NORM: u32 = 7u;
 const SUM: u32 = 8u;       // the running sum of exponentials less the maximum's 1 (lse_main)
 const POSITIVE: u32 = 9u;  // the positive's logit
 
-// a's and b's slices of a K step ([TILE_ROWS][TILE_K] at 0, [TILE_COLS][TILE_K] after), or
-// STAGE_COLS rows of b ([STAGE_COLS][DIM_BLOCK]) in the backward's products.
-var<workgroup> stage: array<f32, 1536>;
-// G of a tile ([TILE_ROWS][TILE_COLS]); the lanes' partial row sums at the end.
-var<workgroup> g_tile: array<f32, 2048>;
+// G of a tile ([TILE_ROWS][TILE_COLS / 4] words), scaled by the columns' inverse norms.
+var<workgroup> g_tile: array<vec4<f32>, 512>;
+// The lanes' partial values at the end of a dispatch ([3][TILE_ROWS][64]).
+var<workgroup> lanes: array<f32, 1536>;
 
 // The logit scale and bias: from one-element buffers where an engine learns them (no host
 // round trip per step), else the uniform's.
@@ -112,38 +113,62 @@ fn inv_norm_other(j: u32) -> f32 {
     return 1.0;
 }
 
-// The raw products a_(r0 + r) . b_(c0 + q + 8 k), k = 0..7, of invocation (r, q).
-fn tile_dots(lid: u32, r0: u32, c0: u32) -> array<f32, 8> {
-    let r = lid / LANES_PER_ROW;
-    let q = lid % LANES_PER_ROW;
-    var s: array<f32, 8>;
-    for (var k0 = 0u; k0 < params.dim; k0 = k0 + TILE_K) {
-        for (var e = lid; e < TILE_ROWS * TILE_K; e = e + WORKGROUP_SIZE) {
-            let row = r0 + e / TILE_K;
-            let k = k0 + e % TILE_K;
-            var v = 0.0;
-            if (row < params.rows && k < params.dim) {
-                v = load_a(row * params.dim + k);
-            }
-            stage[e] = v;
+// Values e .. e + 3 of a (e a multiple of 4) where FOUR, else value e alone.
+fn a_word(e: u32) -> vec4<f32> {
+    if (FOUR) {
+        return load_word_a(e / 4u);
+    }
+    return vec4<f32>(load_a(e), 0.0, 0.0, 0.0);
+}
+
+fn b_word(e: u32) -> vec4<f32> {
+    if (FOUR) {
+        return load_word_b(e / 4u);
+    }
+    return vec4<f32>(load_b(e), 0.0, 0.0, 0.0);
+}
+
+// Values e .. e + 3 of b, e = (a row's start) + d with d < dim a multiple of 4; values past
+// the row's end are 0.
+fn b_values(e: u32) -> vec4<f32> {
+    if (FOUR) {
+        return load_word_b(e / 4u);
+    }
+    let d = e % params.dim;
+    var v = vec4<f32>(0.0);
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        if (d + t < params.dim) {
+            v[t] = load_b(e + t);
         }
-        for (var e = lid; e < TILE_COLS * TILE_K; e = e + WORKGROUP_SIZE) {
-            let col = c0 + e / TILE_K;
-            let k = k0 + e % TILE_K;
-            var v = 0.0;
-            if (col < params.cols && k < params.dim) {
-                v = load_b(col * params.dim + k);
-            }
-            stage[TILE_ROWS * TILE_K + e] = v;
+    }
+    return v;
+}
+
+fn lane_slot(field: u32, r: u32, lane: u32) -> u32 {
+    return (field * TILE_ROWS + r) * WORKGROUP_SIZE + lane;
+}
+
+// The raw products of rows r0 .. r0 + 7 of a with columns c .. c + 3 of b: [row][column].
+// Rows and columns past the end read the last one (their results are never kept).
+fn tile_dots(r0: u32, c: u32) -> array<vec4<f32>, 8> {
+    var cb: array<u32, 4>;
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        cb[t] = min(c + t, params.cols - 1u) * params.dim;
+    }
+    var s: array<vec4<f32>, 8>;
+    for (var k = 0u; k < params.dim; k = k + STEP) {
+        let b0 = b_word(cb[0] + k);
+        let b1 = b_word(cb[1] + k);
+        let b2 = b_word(cb[2] + k);
+        let b3 = b_word(cb[3] + k);
+        for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+            let av = a_word(min(r0 + r, params.rows - 1u) * params.dim + k);
+            // Each product's four terms in order: a fixed order, as the CPU's GEMM keeps its own.
+            s[r] = fma(vec4<f32>(av.x), vec4<f32>(b0.x, b1.x, b2.x, b3.x), s[r]);
+            s[r] = fma(vec4<f32>(av.y), vec4<f32>(b0.y, b1.y, b2.y, b3.y), s[r]);
+            s[r] = fma(vec4<f32>(av.z), vec4<f32>(b0.z, b1.z, b2.z, b3.z), s[r]);
+            s[r] = fma(vec4<f32>(av.w), vec4<f32>(b0.w, b1.w, b2.w, b3.w), s[r]);
         }
-        workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            let x = stage[r * TILE_K + kk];
-            for (var j = 0u; j < 8u; j = j + 1u) {
-                s[j] = fma(x, stage[TILE_ROWS * TILE_K + (q + LANES_PER_ROW * j) * TILE_K + kk], s[j]);
-            }
-        }
-        workgroupBarrier();
     }
     return s;
 }
@@ -181,78 +206,80 @@ fn lse_main(
     if (r0 >= params.rows) {
         return;
     }
-    let r = lid / LANES_PER_ROW;
-    let q = lid % LANES_PER_ROW;
-    let i = r0 + r;
-    let row_ok = i < params.rows;
-    let inv_a = inv_norm_own(i);
-    let j_pos = positive_of(i);
     let scale = logit_scale();
     let bias = logit_bias();
-    // The running sum of exp(l - m) is 1 + rest (the maximum's own term kept apart), so that
-    // log_sum = ln_1p(rest) keeps its digits when the maximum dominates (a well-trained
-    // batch: CE of 1e-6 would drown in the rounding of a sum near 1).
-    var m = NEG_BIG;
-    var rest = 0.0;
-    var positive = NEG_BIG;
-    if (params.first == 0u && q == 0u && row_ok) {
-        m = load_stats(own_stat(MAX, i));
-        rest = load_stats(own_stat(SUM, i));
-        positive = load_stats(own_stat(POSITIVE, i));
+    // Per row, this lane's running maximum m and sum of exp(l - m) over its columns, kept as
+    // 1 + rest (the maximum's own term apart), so that log_sum = ln_1p(rest) keeps its digits
+    // when the maximum dominates (a well-trained batch: CE of 1e-6 would drown in the
+    // rounding of a sum near 1). Lane 0 resumes the previous dispatch's.
+    var inv_a: array<f32, 8>;
+    var m: array<f32, 8>;
+    var rest: array<f32, 8>;
+    var positive: array<f32, 8>;
+    for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+        let i = r0 + r;
+        inv_a[r] = inv_norm_own(i);
+        m[r] = NEG_BIG;
+        rest[r] = 0.0;
+        positive[r] = NEG_BIG;
+        if (params.first == 0u && lid == 0u && i < params.rows) {
+            m[r] = load_stats(own_stat(MAX, i));
+            rest[r] = load_stats(own_stat(SUM, i));
+            positive[r] = load_stats(own_stat(POSITIVE, i));
+        }
     }
     for (var c0 = params.col_begin; c0 < params.col_end; c0 = c0 + TILE_COLS) {
-        let s = tile_dots(lid, r0, c0);
-        var l: array<f32, 8>;
-        var tile_max = NEG_BIG;
-        var arg = 8u;
-        for (var k = 0u; k < 8u; k = k + 1u) {
-            let col = c0 + q + LANES_PER_ROW * k;
-            var v = NEG_BIG;
-            if (row_ok && col < params.col_end && !(MASK_DIAGONAL && col == i)) {
-                v = fma(scale, s[k] * inv_a * inv_norm_other(col), bias);
+        let c = c0 + 4u * lid;
+        let s = tile_dots(r0, c);
+        for (var t = 0u; t < 4u; t = t + 1u) {
+            let col = c + t;
+            if (col >= params.col_end) {
+                break;
             }
-            if (col == j_pos && col < params.col_end) {
-                positive = v;
+            let inv_b = inv_norm_other(col);
+            for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+                let i = r0 + r;
+                if (i >= params.rows || (MASK_DIAGONAL && col == i)) {
+                    continue;
+                }
+                let l = fma(scale, s[r][t] * inv_a[r] * inv_b, bias);
+                if (col == positive_of(i)) {
+                    positive[r] = l;
+                }
+                // A new maximum's term is the 1 and the old one's joins the rest; else l
+                // joins the rest. One exponential either way (exp(NEG_BIG - l) = 0 first).
+                let e = exp_f(-abs(l - m[r]));
+                rest[r] = select(rest[r] + e, (1.0 + rest[r]) * e, l > m[r]);
+                m[r] = max(m[r], l);
             }
-            l[k] = v;
-            if (v > tile_max) {
-                tile_max = v;
-                arg = k;
-            }
-        }
-        if (tile_max > m) {
-            // The new maximum's term is the 1; the old one's joins the rest.
-            rest = select(0.0, (1.0 + rest) * exp_f(m - tile_max), m > NEG_BIG);
-            m = tile_max;
-        } else {
-            arg = 8u;
-        }
-        for (var k = 0u; k < 8u; k = k + 1u) {
-            rest = rest + select(0.0, exp_f(l[k] - m), l[k] > NEG_BIG && k != arg);
         }
     }
-    // The row's eight lanes, combined in a fixed order.
-    g_tile[lid] = m;
-    g_tile[WORKGROUP_SIZE + lid] = rest;
-    g_tile[2u * WORKGROUP_SIZE + lid] = positive;
+    for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+        lanes[lane_slot(0u, r, lid)] = m[r];
+        lanes[lane_slot(1u, r, lid)] = rest[r];
+        lanes[lane_slot(2u, r, lid)] = positive[r];
+    }
     workgroupBarrier();
-    if (q != 0u || !row_ok) {
+    // Each row's lanes, combined by one invocation in lane order.
+    let i = r0 + lid;
+    if (lid >= TILE_ROWS || i >= params.rows) {
         return;
     }
     var mm = NEG_BIG;
     var top = 0u;
     var pos = NEG_BIG;
-    for (var t = 0u; t < LANES_PER_ROW; t = t + 1u) {
-        if (g_tile[lid + t] > mm) {
-            mm = g_tile[lid + t];
+    for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
+        let mt = lanes[lane_slot(0u, lid, t)];
+        if (mt > mm) {
+            mm = mt;
             top = t;
         }
-        pos = max(pos, g_tile[2u * WORKGROUP_SIZE + lid + t]);
+        pos = max(pos, lanes[lane_slot(2u, lid, t)]);
     }
     var total = 0.0;
-    for (var t = 0u; t < LANES_PER_ROW; t = t + 1u) {
-        let mt = g_tile[lid + t];
-        let rt = g_tile[WORKGROUP_SIZE + lid + t];
+    for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
+        let mt = lanes[lane_slot(0u, lid, t)];
+        let rt = lanes[lane_slot(1u, lid, t)];
         // The top lane's 1 is the row's 1; every other lane's (1 + rest) is scaled down.
         total = total + select(select(0.0, (1.0 + rt) * exp_f(mt - mm), mt > NEG_BIG), rt, t == top);
     }
@@ -268,9 +295,9 @@ fn lse_main(
     }
 }
 
-// dL/dl_ij of row i (of a) and column j (of b), with l the logit and `at_positive` the value
-// at the positive (the expm1 forms). Also siglip's loss term (y).
-fn logit_grad(i: u32, j: u32, l: f32, own_max: f32, own_log_sum: f32) -> vec2<f32> {
+// dL/dl_ij of row i (of a) and column j (of b), with l the logit, row i's and column j's
+// (max, log_sum) (q = expm1(-CE) at the positive). Also siglip's loss term (y).
+fn logit_grad(i: u32, j: u32, l: f32, own_max: f32, own_log_sum: f32, other: vec2<f32>) -> vec2<f32> {
     if (KIND == 1u) {
         let z = select(-1.0, 1.0, i == j);
         let u = -z * l;
@@ -297,7 +324,7 @@ fn logit_grad(i: u32, j: u32, l: f32, own_max: f32, own_log_sum: f32) -> vec2<f3
     }
     if (params.w_other != 0.0) {
         g = g + params.w_other
-            * exp_f((l - load_stats(other_stat(MAX, j))) - load_stats(other_stat(LOG_SUM, j)));
+            * exp_f((l - other.x) - other.y);
     }
     return vec2<f32>(g, 0.0);
 }
@@ -305,101 +332,110 @@ fn logit_grad(i: u32, j: u32, l: f32, own_max: f32, own_log_sum: f32) -> vec2<f3
 // The backward of a's rows over the columns col_begin .. col_end: acc_i += sum_j G_ij b^_j
 // in f32 (`acc`, resumed from the previous dispatch), for DIM_BLOCK values of each row per
 // workgroup (grid y), and the rows' sums G.dot, G and siglip's loss (kept by the first
-// block). finish_main turns acc into the gradient.
+// block). finish_main turns acc into the gradient. Per tile: each invocation turns its
+// column's products into G (workgroup memory), then adds the tile's columns times G to its
+// own four values of each row (G's reads are the same for every invocation).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn grad_main(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
     let r0 = wid.x * TILE_ROWS;
-    let d0 = wid.y * DIM_BLOCK;
+    let d0 = wid.y * DIM_BLOCK + 4u * lid;
     if (r0 >= params.rows) {
         return;
     }
-    let r = lid / LANES_PER_ROW;
-    let q = lid % LANES_PER_ROW;
-    let i = r0 + r;
-    let row_ok = i < params.rows;
-    let inv_a = inv_norm_own(i);
     let scale = logit_scale();
     let bias = logit_bias();
-    var own_max = 0.0;
-    var own_log_sum = 0.0;
-    if (KIND == 0u && row_ok && params.w_own != 0.0) {
-        own_max = load_stats(own_stat(MAX, i));
-        own_log_sum = load_stats(own_stat(LOG_SUM, i));
-    }
-    // Invocation (r, q) keeps values d0 + 4 q + 32 k .. + 3 of row i, k = 0..7.
+    var inv_a: array<f32, 8>;
+    var own_max: array<f32, 8>;
+    var own_log_sum: array<f32, 8>;
+    // Values d0 .. d0 + 3 of each row.
     var acc: array<vec4<f32>, 8>;
-    if (WRITE_GRAD && params.first == 0u && row_ok) {
-        for (var k = 0u; k < 8u; k = k + 1u) {
-            let d = d0 + q * 4u + 32u * k;
-            let e = i * params.dim + d;
+    for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+        let i = r0 + r;
+        inv_a[r] = inv_norm_own(i);
+        if (KIND == 0u && i < params.rows && params.w_own != 0.0) {
+            own_max[r] = load_stats(own_stat(MAX, i));
+            own_log_sum[r] = load_stats(own_stat(LOG_SUM, i));
+        }
+        if (WRITE_GRAD && params.first == 0u && i < params.rows) {
             for (var t = 0u; t < 4u; t = t + 1u) {
-                if (d + t < params.dim) {
-                    acc[k][t] = load_acc(e + t);
+                if (d0 + t < params.dim) {
+                    acc[r][t] = load_acc(i * params.dim + d0 + t);
                 }
             }
         }
     }
-    var g_dot = 0.0;
-    var g_sum = 0.0;
-    var loss = 0.0;
+    var g_dot: array<f32, 8>;
+    var g_sum: array<f32, 8>;
+    var loss: array<f32, 8>;
     for (var c0 = params.col_begin; c0 < params.col_end; c0 = c0 + TILE_COLS) {
-        let s = tile_dots(lid, r0, c0);
-        for (var k = 0u; k < 8u; k = k + 1u) {
-            let jj = q + LANES_PER_ROW * k;
-            let col = c0 + jj;
-            var gv = 0.0;
-            var inv_b = 1.0;
-            if (row_ok && col < params.col_end) {
-                inv_b = inv_norm_other(col);
-                let dot = s[k] * inv_a * inv_b;
-                let gl = logit_grad(i, col, fma(scale, dot, bias), own_max, own_log_sum);
-                gv = gl.x;
-                g_dot = fma(gv, dot, g_dot);
-                g_sum = g_sum + gv;
-                loss = loss + gl.y;
+        let c = c0 + 4u * lid;
+        let s = tile_dots(r0, c);
+        var g: array<vec4<f32>, 8>;
+        for (var t = 0u; t < 4u; t = t + 1u) {
+            let col = c + t;
+            if (col >= params.col_end) {
+                break;
             }
-            // b^_j = b_j / ||b_j||: the norm folded into G.
-            g_tile[r * TILE_COLS + jj] = gv * inv_b;
+            let inv_b = inv_norm_other(col);
+            var other = vec2<f32>(0.0);
+            if (KIND == 0u && params.w_other != 0.0) {
+                other = vec2<f32>(load_stats(other_stat(MAX, col)), load_stats(other_stat(LOG_SUM, col)));
+            }
+            for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+                let i = r0 + r;
+                if (i >= params.rows) {
+                    continue;
+                }
+                let dot = s[r][t] * inv_a[r] * inv_b;
+                let gl = logit_grad(i, col, fma(scale, dot, bias), own_max[r], own_log_sum[r], other);
+                g_dot[r] = fma(gl.x, dot, g_dot[r]);
+                g_sum[r] = g_sum[r] + gl.x;
+                loss[r] = loss[r] + gl.y;
+                // b^_j = b_j / ||b_j||: the norm folded into G.
+                g[r][t] = gl.x * inv_b;
+            }
         }
-        workgroupBarrier();
         if (WRITE_GRAD) {
-            for (var cc = 0u; cc < TILE_COLS; cc = cc + STAGE_COLS) {
-                for (var e = lid; e < STAGE_COLS * DIM_BLOCK; e = e + WORKGROUP_SIZE) {
-                    let col = c0 + cc + e / DIM_BLOCK;
-                    let d = d0 + e % DIM_BLOCK;
-                    var v = 0.0;
-                    if (col < params.col_end && d < params.dim) {
-                        v = load_b(col * params.dim + d);
-                    }
-                    stage[e] = v;
-                }
-                workgroupBarrier();
-                for (var t = 0u; t < STAGE_COLS; t = t + 1u) {
-                    let gv = g_tile[r * TILE_COLS + cc + t];
-                    for (var k = 0u; k < 8u; k = k + 1u) {
-                        let d = t * DIM_BLOCK + q * 4u + 32u * k;
-                        let bv = vec4<f32>(stage[d], stage[d + 1u], stage[d + 2u], stage[d + 3u]);
-                        acc[k] = fma(vec4<f32>(gv), bv, acc[k]);
-                    }
-                }
-                workgroupBarrier();
+            for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+                g_tile[r * (TILE_COLS / 4u) + lid] = g[r];
             }
-        } else {
+            workgroupBarrier();
+            // acc_r += G_rj b_j over the tile's columns, four at a time.
+            let words = (min(TILE_COLS, params.col_end - c0) + 3u) / 4u;
+            let d_ok = d0 < params.dim;
+            for (var w = 0u; w < words; w = w + 1u) {
+                var bv: array<vec4<f32>, 4>;
+                for (var t = 0u; t < 4u; t = t + 1u) {
+                    let col = min(c0 + 4u * w + t, params.cols - 1u);
+                    if (d_ok) {
+                        bv[t] = b_values(col * params.dim + d0);
+                    }
+                }
+                for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+                    let gr = g_tile[r * (TILE_COLS / 4u) + w];
+                    acc[r] = fma(vec4<f32>(gr.x), bv[0], acc[r]);
+                    acc[r] = fma(vec4<f32>(gr.y), bv[1], acc[r]);
+                    acc[r] = fma(vec4<f32>(gr.z), bv[2], acc[r]);
+                    acc[r] = fma(vec4<f32>(gr.w), bv[3], acc[r]);
+                }
+            }
             workgroupBarrier();
         }
     }
-    // The row's eight lanes' sums, in a fixed order.
-    g_tile[lid] = g_dot;
-    g_tile[WORKGROUP_SIZE + lid] = g_sum;
-    g_tile[2u * WORKGROUP_SIZE + lid] = loss;
-    workgroupBarrier();
-    if (!row_ok) {
-        return;
+    if (wid.y == 0u) {
+        for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+            lanes[lane_slot(0u, r, lid)] = g_dot[r];
+            lanes[lane_slot(1u, r, lid)] = g_sum[r];
+            lanes[lane_slot(2u, r, lid)] = loss[r];
+        }
     }
-    if (wid.y == 0u && q == 0u) {
+    workgroupBarrier();
+    if (wid.y == 0u && lid < TILE_ROWS && r0 + lid < params.rows) {
+        // Each row's lanes' sums, in lane order.
+        let i = r0 + lid;
         var row_g_dot = 0.0;
         var row_g = 0.0;
         var row_loss = 0.0;
@@ -408,22 +444,23 @@ fn grad_main(
             row_g = load_stats(own_stat(G_SUM, i));
             row_loss = load_stats(own_stat(LOSS, i));
         }
-        for (var t = 0u; t < LANES_PER_ROW; t = t + 1u) {
-            row_g_dot = row_g_dot + g_tile[lid + t];
-            row_g = row_g + g_tile[WORKGROUP_SIZE + lid + t];
-            row_loss = row_loss + g_tile[2u * WORKGROUP_SIZE + lid + t];
+        for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
+            row_g_dot = row_g_dot + lanes[lane_slot(0u, lid, t)];
+            row_g = row_g + lanes[lane_slot(1u, lid, t)];
+            row_loss = row_loss + lanes[lane_slot(2u, lid, t)];
         }
         store_stats(own_stat(G_DOT, i), row_g_dot);
         store_stats(own_stat(G_SUM, i), row_g);
         store_stats(own_stat(LOSS, i), row_loss);
     }
     if (WRITE_GRAD) {
-        for (var k = 0u; k < 8u; k = k + 1u) {
-            let d = d0 + q * 4u + 32u * k;
-            let e = i * params.dim + d;
-            for (var t = 0u; t < 4u; t = t + 1u) {
-                if (d + t < params.dim) {
-                    store_acc(e + t, acc[k][t]);
+        for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+            let i = r0 + r;
+            if (i < params.rows) {
+                for (var t = 0u; t < 4u; t = t + 1u) {
+                    if (d0 + t < params.dim) {
+                        store_acc(i * params.dim + d0 + t, acc[r][t]);
+                    }
                 }
             }
         }

@@ -37,18 +37,18 @@ use crate::uniform_block;
 /// The kernels.
 pub const TILES: &str = include_str!("../../../shaders/contrastive/tiles.wgsl");
 
-/// Invocations per workgroup of every kernel (`TILE_ROWS` rows × 8 lanes).
-pub const WORKGROUP: u32 = 256;
+/// Invocations per workgroup of every kernel (one column of a tile each).
+pub const WORKGROUP: u32 = 64;
 /// Rows of a workgroup's tile (`tiles.wgsl`'s `TILE_ROWS`).
-pub const TILE_ROWS: u64 = 32;
-/// Columns of a tile (`TILE_COLS`).
-pub const TILE_COLS: u64 = 64;
+pub const TILE_ROWS: u64 = 8;
+/// Columns of a tile (`TILE_COLS`: four for each invocation).
+pub const TILE_COLS: u64 = 256;
 /// Values of each row a backward workgroup accumulates (`DIM_BLOCK`; more take grid y).
 pub const DIM_BLOCK: u64 = 256;
 /// `f32` statistics per row of each side (`tiles.wgsl`'s field constants).
 pub const STAT_FIELDS: u64 = 10;
-/// Workgroup memory of the tile kernels, in bytes (`stage` and `g_tile`).
-const WORKGROUP_BYTES: u32 = (1536 + 2048) * 4;
+/// Workgroup memory of the tile kernels, in bytes (`g_tile` and `lanes`).
+const WORKGROUP_BYTES: u32 = (512 * 4 + 1536) * 4;
 
 uniform_block! {
     /// `tiles.wgsl`'s `ContrastiveParams`: one per dispatch.
@@ -88,11 +88,14 @@ pub struct TileVariant {
     pub scale_buffer: bool,
     /// `bias` read from a one-element buffer.
     pub bias_buffer: bool,
+    /// The embeddings read a word of four values at a time (`dim` a multiple of 4).
+    pub words_of_four: bool,
 }
 
 impl TileVariant {
-    fn of(loss: &ContrastiveLoss, scale_buffer: bool, bias_buffer: bool) -> Self {
+    fn of(loss: &ContrastiveLoss, scale_buffer: bool, bias_buffer: bool, dim: u64) -> Self {
         TileVariant {
+            words_of_four: dim % 4 == 0,
             siglip: matches!(loss, ContrastiveLoss::Siglip { .. }),
             normalize: loss.normalize(),
             mask_diagonal: loss.single_input(),
@@ -162,8 +165,8 @@ impl KernelSource for ContrastiveKernel {
         vec![
             BindingDecl::read("a", Elem::Stored, a),
             BindingDecl::read("b", Elem::Stored, b),
-            BindingDecl::read("scale", Elem::Stored, scale),
-            BindingDecl::read("bias", Elem::Stored, bias),
+            BindingDecl::read("scale", Elem::Stored, scale).by_index(),
+            BindingDecl::read("bias", Elem::Stored, bias).by_index(),
             BindingDecl::write("stats", Elem::F32, stats),
             BindingDecl::write("acc", Elem::F32, acc),
             BindingDecl::write("grad", Elem::Stored, grad),
@@ -179,6 +182,14 @@ impl KernelSource for ContrastiveKernel {
 
     fn sources(&self) -> Vec<&'static str> {
         vec![TILES]
+    }
+
+    fn words_of_four(&self) -> bool {
+        match self {
+            ContrastiveKernel::Lse(v) => v.words_of_four,
+            ContrastiveKernel::Grad { variant, .. } => variant.words_of_four,
+            _ => false,
+        }
     }
 
     fn constants(&self) -> Vec<(&'static str, f64)> {
@@ -213,14 +224,18 @@ pub fn kernel_variants() -> Vec<ContrastiveKernel> {
     for loss in ContrastiveLoss::variants() {
         let (learn_scale, learn_bias) = loss.learned();
         for buffers in [false, true] {
-            let variant = TileVariant::of(&loss, buffers && learn_scale, buffers && learn_bias);
-            out.push(ContrastiveKernel::Lse(variant));
-            for write_grad in [true, false] {
-                out.push(ContrastiveKernel::Grad {
-                    variant,
-                    write_grad,
-                });
+            for dim in [3, 4] {
+                let variant =
+                    TileVariant::of(&loss, buffers && learn_scale, buffers && learn_bias, dim);
+                out.push(ContrastiveKernel::Lse(variant));
+                for write_grad in [true, false] {
+                    out.push(ContrastiveKernel::Grad {
+                        variant,
+                        write_grad,
+                    });
+                }
             }
+            let variant = TileVariant::of(&loss, buffers && learn_scale, buffers && learn_bias, 4);
             out.push(ContrastiveKernel::Sums {
                 siglip: variant.siglip,
                 grad_scale: learn_scale,
@@ -309,11 +324,17 @@ pub fn extra_bytes(loss: &ContrastiveLoss, l: &ContrastiveGpuLayout) -> u64 {
 /// Loop iterations one invocation of a tile kernel runs per tile (counted as written in
 /// `tiles.wgsl`, inner loops included), to keep a software adapter's loop limit.
 fn iterations_per_tile(dim: u64, accumulate: bool) -> u64 {
-    // tile_dots: per step of 16 values, two staging loops (2 + 4), 16 × (1 + 8) products.
-    let dots = dim.div_ceil(16) * (2 + 4 + 16 * 9 + 1);
-    // grad_main's products: 16 stagings of 4 columns (4 + 4 × (1 + 8)).
-    let products = if accumulate { 16 * (4 + 4 * 9 + 1) } else { 0 };
-    dots + products + 20
+    // tile_dots: per word (four values, or one where dim is not a multiple of 4), one row
+    // loop; then G or the log-sum-exps of four columns per row.
+    let step = if dim % 4 == 0 { 4 } else { 1 };
+    let dots = dim.div_ceil(step) * (1 + TILE_ROWS) + 4 + 4 * (1 + TILE_ROWS);
+    // grad_main's products: per four columns, four loads (of up to four values) and a row loop.
+    let products = if accumulate {
+        TILE_ROWS + TILE_COLS / 4 * (1 + 4 * 5 + TILE_ROWS)
+    } else {
+        0
+    };
+    dots + products + 4
 }
 
 /// The column ranges of one pass: the whole range on a GPU, ranges of whole tiles under a
@@ -326,7 +347,7 @@ fn column_ranges(
 ) -> Result<Vec<(u64, u64)>> {
     let per_tile = iterations_per_tile(dim, accumulate);
     // The dispatch's own loops (the accumulator's load and store, the lanes' sums).
-    let overhead = 200;
+    let overhead = 2 * TILE_ROWS * 5 + 2 * WORKGROUP as u64 + 20;
     let tiles = match budget {
         None => cols.div_ceil(TILE_COLS),
         Some(b) => {
@@ -374,7 +395,7 @@ pub fn plan(
             hint: " (nt_xent's temperature is an option; only info_nce and siglip learn a scale, siglip a bias)",
         });
     }
-    let variant = TileVariant::of(loss, layout.scale_buffer, layout.bias_buffer);
+    let variant = TileVariant::of(loss, layout.scale_buffer, layout.bias_buffer, layout.dim);
     if limits.max_compute_invocations_per_workgroup < WORKGROUP
         || limits.max_compute_workgroup_size_x < WORKGROUP
     {
@@ -394,7 +415,7 @@ pub fn plan(
     let row_groups = n.max(m).div_ceil(TILE_ROWS);
     if row_groups > launch.max_per_dimension as u64 {
         return Err(Error::Limit {
-            what: "workgroups of 32 rows along one grid dimension",
+            what: "workgroups of 8 rows along one grid dimension",
             needed: row_groups,
             limit: launch.max_per_dimension as u64,
         });
