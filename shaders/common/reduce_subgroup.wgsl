@@ -36,6 +36,17 @@ fn team_lane(ids: ReduceIds) -> u32 {
     return ids.lane % TEAM_LANES;
 }
 
+// The invocation's index in its subgroup.
+fn subgroup_lane(ids: ReduceIds) -> u32 {
+    return ids.lane;
+}
+
+// v of the subgroup's invocation `lane`: data the whole subgroup needs, loaded once by one
+// invocation instead of by every one.
+fn shuffle_vec4(v: vec4<f32>, lane: u32) -> vec4<f32> {
+    return subgroupShuffle(v, lane);
+}
+
 fn shuffle_xor_f32(v: f32, mask: u32) -> f32 {
     return subgroupShuffleXor(v, mask);
 }

@@ -24,6 +24,14 @@ fn team_lane(ids: ReduceIds) -> u32 {
     return ids.lid;
 }
 
+fn subgroup_lane(ids: ReduceIds) -> u32 {
+    return 0u;
+}
+
+fn shuffle_vec4(v: vec4<f32>, lane: u32) -> vec4<f32> {
+    return v;
+}
+
 fn shuffle_xor_f32(v: f32, mask: u32) -> f32 {
     return v;
 }

@@ -148,29 +148,68 @@ fn lane_slot(field: u32, r: u32, lane: u32) -> u32 {
     return (field * TILE_ROWS + r) * WORKGROUP_SIZE + lane;
 }
 
+// Where eight neighbouring invocations of a subgroup share the words of a that they all need:
+// each loads one and the others take it by a shuffle (a software rasteriser pays for a load
+// per SIMD lane, for a shuffle only in registers).
+override SHARE_A: bool = HAS_SUBGROUPS && TEAM_LANES >= 8u;
+
 // The raw products of rows r0 .. r0 + 7 of a with columns c .. c + 3 of b: [row][column].
-// Rows and columns past the end read the last one (their results are never kept).
-fn tile_dots(r0: u32, c: u32) -> array<vec4<f32>, 8> {
+// Rows and columns past the end read the last one (their results are never kept). `lane` is
+// the invocation's index in its subgroup.
+fn tile_dots(r0: u32, c: u32, lane: u32) -> array<vec4<f32>, 8> {
     var cb: array<u32, 4>;
     for (var t = 0u; t < 4u; t = t + 1u) {
         cb[t] = min(c + t, params.cols - 1u) * params.dim;
     }
+    var rb: array<u32, 8>;
+    for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+        rb[r] = min(r0 + r, params.rows - 1u) * params.dim;
+    }
     var s: array<vec4<f32>, 8>;
+    if (SHARE_A && FOUR) {
+        // Lane q of each eight loads word w0 + q of every row; word w0 + j comes from lane j.
+        let q = lane % 8u;
+        let first = lane - q;
+        let words = params.dim / 4u;
+        for (var w0 = 0u; w0 < words; w0 = w0 + 8u) {
+            var mine: array<vec4<f32>, 8>;
+            let wq = min(w0 + q, words - 1u);
+            for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+                mine[r] = a_word(rb[r] + 4u * wq);
+            }
+            let count = min(8u, words - w0);
+            for (var j = 0u; j < count; j = j + 1u) {
+                let k = 4u * (w0 + j);
+                let b0 = b_word(cb[0] + k);
+                let b1 = b_word(cb[1] + k);
+                let b2 = b_word(cb[2] + k);
+                let b3 = b_word(cb[3] + k);
+                for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
+                    s[r] = word_products(s[r], shuffle_vec4(mine[r], first + j), b0, b1, b2, b3);
+                }
+            }
+        }
+        return s;
+    }
     for (var k = 0u; k < params.dim; k = k + STEP) {
         let b0 = b_word(cb[0] + k);
         let b1 = b_word(cb[1] + k);
         let b2 = b_word(cb[2] + k);
         let b3 = b_word(cb[3] + k);
         for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-            let av = a_word(min(r0 + r, params.rows - 1u) * params.dim + k);
-            // Each product's four terms in order: a fixed order, as the CPU's GEMM keeps its own.
-            s[r] = fma(vec4<f32>(av.x), vec4<f32>(b0.x, b1.x, b2.x, b3.x), s[r]);
-            s[r] = fma(vec4<f32>(av.y), vec4<f32>(b0.y, b1.y, b2.y, b3.y), s[r]);
-            s[r] = fma(vec4<f32>(av.z), vec4<f32>(b0.z, b1.z, b2.z, b3.z), s[r]);
-            s[r] = fma(vec4<f32>(av.w), vec4<f32>(b0.w, b1.w, b2.w, b3.w), s[r]);
+            s[r] = word_products(s[r], a_word(rb[r] + k), b0, b1, b2, b3);
         }
     }
     return s;
+}
+
+// s + (a's word) . (each of four columns' words), the four terms in order: a fixed order, as
+// the CPU's GEMM keeps its own.
+fn word_products(s: vec4<f32>, av: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
+    var v = fma(vec4<f32>(av.x), vec4<f32>(b0.x, b1.x, b2.x, b3.x), s);
+    v = fma(vec4<f32>(av.y), vec4<f32>(b0.y, b1.y, b2.y, b3.y), v);
+    v = fma(vec4<f32>(av.z), vec4<f32>(b0.z, b1.z, b2.z, b3.z), v);
+    return fma(vec4<f32>(av.w), vec4<f32>(b0.w, b1.w, b2.w, b3.w), v);
 }
 
 // Each row's inverse norm, 1 / max(||x||, 1e-12), negative where floored (F.normalize).
@@ -198,10 +237,11 @@ fn norms_main(
 // dispatch leaves (max, log_sum), CE = lse - positive and q = expm1(-CE).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn lse_main(
-    @builtin(local_invocation_index) lid: u32,
+    ids: ReduceIds,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    let lid = ids.lid;
     let r0 = linear_group(wid, groups) * TILE_ROWS;
     if (r0 >= params.rows) {
         return;
@@ -230,7 +270,7 @@ fn lse_main(
     }
     for (var c0 = params.col_begin; c0 < params.col_end; c0 = c0 + TILE_COLS) {
         let c = c0 + 4u * lid;
-        let s = tile_dots(r0, c);
+        let s = tile_dots(r0, c, subgroup_lane(ids));
         for (var t = 0u; t < 4u; t = t + 1u) {
             let col = c + t;
             if (col >= params.col_end) {
@@ -336,10 +376,8 @@ fn logit_grad(i: u32, j: u32, l: f32, own_max: f32, own_log_sum: f32, other: vec
 // column's products into G (workgroup memory), then adds the tile's columns times G to its
 // own four values of each row (G's reads are the same for every invocation).
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn grad_main(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-) {
+fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
+    let lid = ids.lid;
     let r0 = wid.x * TILE_ROWS;
     let d0 = wid.y * DIM_BLOCK + 4u * lid;
     if (r0 >= params.rows) {
@@ -372,7 +410,7 @@ fn grad_main(
     var loss: array<f32, 8>;
     for (var c0 = params.col_begin; c0 < params.col_end; c0 = c0 + TILE_COLS) {
         let c = c0 + 4u * lid;
-        let s = tile_dots(r0, c);
+        let s = tile_dots(r0, c, subgroup_lane(ids));
         var g: array<vec4<f32>, 8>;
         for (var t = 0u; t < 4u; t = t + 1u) {
             let col = c + t;
@@ -414,8 +452,18 @@ fn grad_main(
                         bv[t] = b_values(col * params.dim + d0);
                     }
                 }
+                // Lane q of each eight loads row q's word, the others take it by a shuffle.
+                var g_mine = vec4<f32>(0.0);
+                if (SHARE_A) {
+                    g_mine = g_tile[(subgroup_lane(ids) % 8u) * (TILE_COLS / 4u) + w];
+                }
                 for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-                    let gr = g_tile[r * (TILE_COLS / 4u) + w];
+                    var gr: vec4<f32>;
+                    if (SHARE_A) {
+                        gr = shuffle_vec4(g_mine, subgroup_lane(ids) - subgroup_lane(ids) % 8u + r);
+                    } else {
+                        gr = g_tile[r * (TILE_COLS / 4u) + w];
+                    }
                     acc[r] = fma(vec4<f32>(gr.x), bv[0], acc[r]);
                     acc[r] = fma(vec4<f32>(gr.y), bv[1], acc[r]);
                     acc[r] = fma(vec4<f32>(gr.z), bv[2], acc[r]);
