@@ -42,7 +42,7 @@ override NORMALIZE: bool = false;     // rows L2-normalised first (on the fly)
 override MASK_DIAGONAL: bool = false; // nt_xent: l_ii left out
 override WRITE_GRAD: bool = true;     // grad_main accumulates the gradient (else the row sums only)
 
-const TILE_ROWS: u32 = 8u;    // rows of a workgroup
+const TILE_ROWS: u32 = 16u;   // rows of a workgroup
 const TILE_COLS: u32 = 256u;  // columns of a tile: 4 for each of the 64 invocations
 const DIM_BLOCK: u32 = 256u;  // values of each row a backward workgroup accumulates (4 a lane)
 // The embeddings are read a word of four values at a time (dim a multiple of 4), else one.
@@ -62,10 +62,9 @@ const INV_NORM: u32 = 7u;
 const SUM: u32 = 8u;       // the running sum of exponentials less the maximum's 1 (lse_main)
 const POSITIVE: u32 = 9u;  // the positive's logit
 
-// G of a tile ([TILE_ROWS][TILE_COLS / 4] words), scaled by the columns' inverse norms.
-var<workgroup> g_tile: array<vec4<f32>, 512>;
-// The lanes' partial values at the end of a dispatch ([3][TILE_ROWS][64]).
-var<workgroup> lanes: array<f32, 1536>;
+// G of a tile ([TILE_ROWS][TILE_COLS / 4] words), scaled by the columns' inverse norms; at
+// the end of a dispatch, the lanes' partial values ([3][TILE_ROWS][64], lane_set/lane_get).
+var<workgroup> g_tile: array<vec4<f32>, 1024>;
 
 // The logit scale and bias: from one-element buffers where an engine learns them (no host
 // round trip per step), else the uniform's.
@@ -148,6 +147,14 @@ fn lane_slot(field: u32, r: u32, lane: u32) -> u32 {
     return (field * TILE_ROWS + r) * WORKGROUP_SIZE + lane;
 }
 
+fn lane_set(slot: u32, v: f32) {
+    g_tile[slot / 4u][slot % 4u] = v;
+}
+
+fn lane_get(slot: u32) -> f32 {
+    return g_tile[slot / 4u][slot % 4u];
+}
+
 // Where eight neighbouring invocations of a subgroup share the words of a that they all need:
 // each loads one and the others take it by a shuffle (a software rasteriser pays for a load
 // per SIMD lane, for a shuffle only in registers).
@@ -156,23 +163,23 @@ override SHARE_A: bool = HAS_SUBGROUPS && TEAM_LANES >= 8u;
 // The raw products of rows r0 .. r0 + 7 of a with columns c .. c + 3 of b: [row][column].
 // Rows and columns past the end read the last one (their results are never kept). `lane` is
 // the invocation's index in its subgroup.
-fn tile_dots(r0: u32, c: u32, lane: u32) -> array<vec4<f32>, 8> {
+fn tile_dots(r0: u32, c: u32, lane: u32) -> array<vec4<f32>, TILE_ROWS> {
     var cb: array<u32, 4>;
     for (var t = 0u; t < 4u; t = t + 1u) {
         cb[t] = min(c + t, params.cols - 1u) * params.dim;
     }
-    var rb: array<u32, 8>;
+    var rb: array<u32, TILE_ROWS>;
     for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
         rb[r] = min(r0 + r, params.rows - 1u) * params.dim;
     }
-    var s: array<vec4<f32>, 8>;
+    var s: array<vec4<f32>, TILE_ROWS>;
     if (SHARE_A && FOUR) {
         // Lane q of each eight loads word w0 + q of every row; word w0 + j comes from lane j.
         let q = lane % 8u;
         let first = lane - q;
         let words = params.dim / 4u;
         for (var w0 = 0u; w0 < words; w0 = w0 + 8u) {
-            var mine: array<vec4<f32>, 8>;
+            var mine: array<vec4<f32>, TILE_ROWS>;
             let wq = min(w0 + q, words - 1u);
             for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
                 mine[r] = a_word(rb[r] + 4u * wq);
@@ -252,10 +259,10 @@ fn lse_main(
     // 1 + rest (the maximum's own term apart), so that log_sum = ln_1p(rest) keeps its digits
     // when the maximum dominates (a well-trained batch: CE of 1e-6 would drown in the
     // rounding of a sum near 1). Lane 0 resumes the previous dispatch's.
-    var inv_a: array<f32, 8>;
-    var m: array<f32, 8>;
-    var rest: array<f32, 8>;
-    var positive: array<f32, 8>;
+    var inv_a: array<f32, TILE_ROWS>;
+    var m: array<f32, TILE_ROWS>;
+    var rest: array<f32, TILE_ROWS>;
+    var positive: array<f32, TILE_ROWS>;
     for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
         let i = r0 + r;
         inv_a[r] = inv_norm_own(i);
@@ -295,9 +302,9 @@ fn lse_main(
         }
     }
     for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-        lanes[lane_slot(0u, r, lid)] = m[r];
-        lanes[lane_slot(1u, r, lid)] = rest[r];
-        lanes[lane_slot(2u, r, lid)] = positive[r];
+        lane_set(lane_slot(0u, r, lid), m[r]);
+        lane_set(lane_slot(1u, r, lid), rest[r]);
+        lane_set(lane_slot(2u, r, lid), positive[r]);
     }
     workgroupBarrier();
     // Each row's lanes, combined by one invocation in lane order.
@@ -309,17 +316,17 @@ fn lse_main(
     var top = 0u;
     var pos = NEG_BIG;
     for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
-        let mt = lanes[lane_slot(0u, lid, t)];
+        let mt = lane_get(lane_slot(0u, lid, t));
         if (mt > mm) {
             mm = mt;
             top = t;
         }
-        pos = max(pos, lanes[lane_slot(2u, lid, t)]);
+        pos = max(pos, lane_get(lane_slot(2u, lid, t)));
     }
     var total = 0.0;
     for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
-        let mt = lanes[lane_slot(0u, lid, t)];
-        let rt = lanes[lane_slot(1u, lid, t)];
+        let mt = lane_get(lane_slot(0u, lid, t));
+        let rt = lane_get(lane_slot(1u, lid, t));
         // The top lane's 1 is the row's 1; every other lane's (1 + rest) is scaled down.
         total = total + select(select(0.0, (1.0 + rt) * exp_f(mt - mm), mt > NEG_BIG), rt, t == top);
     }
@@ -385,11 +392,11 @@ fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
     }
     let scale = logit_scale();
     let bias = logit_bias();
-    var inv_a: array<f32, 8>;
-    var own_max: array<f32, 8>;
-    var own_log_sum: array<f32, 8>;
+    var inv_a: array<f32, TILE_ROWS>;
+    var own_max: array<f32, TILE_ROWS>;
+    var own_log_sum: array<f32, TILE_ROWS>;
     // Values d0 .. d0 + 3 of each row.
-    var acc: array<vec4<f32>, 8>;
+    var acc: array<vec4<f32>, TILE_ROWS>;
     for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
         let i = r0 + r;
         inv_a[r] = inv_norm_own(i);
@@ -405,13 +412,13 @@ fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
             }
         }
     }
-    var g_dot: array<f32, 8>;
-    var g_sum: array<f32, 8>;
-    var loss: array<f32, 8>;
+    var g_dot: array<f32, TILE_ROWS>;
+    var g_sum: array<f32, TILE_ROWS>;
+    var loss: array<f32, TILE_ROWS>;
     for (var c0 = params.col_begin; c0 < params.col_end; c0 = c0 + TILE_COLS) {
         let c = c0 + 4u * lid;
         let s = tile_dots(r0, c, subgroup_lane(ids));
-        var g: array<vec4<f32>, 8>;
+        var g: array<vec4<f32>, TILE_ROWS>;
         for (var t = 0u; t < 4u; t = t + 1u) {
             let col = c + t;
             if (col >= params.col_end) {
@@ -452,15 +459,18 @@ fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
                         bv[t] = b_values(col * params.dim + d0);
                     }
                 }
-                // Lane q of each eight loads row q's word, the others take it by a shuffle.
-                var g_mine = vec4<f32>(0.0);
+                // Lane q of each eight loads rows q's and q + 8's words, the others take them
+                // by shuffles.
+                var g_mine = array<vec4<f32>, 2>();
+                let q = subgroup_lane(ids) % 8u;
                 if (SHARE_A) {
-                    g_mine = g_tile[(subgroup_lane(ids) % 8u) * (TILE_COLS / 4u) + w];
+                    g_mine[0] = g_tile[q * (TILE_COLS / 4u) + w];
+                    g_mine[1] = g_tile[(q + 8u) * (TILE_COLS / 4u) + w];
                 }
                 for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
                     var gr: vec4<f32>;
                     if (SHARE_A) {
-                        gr = shuffle_vec4(g_mine, subgroup_lane(ids) - subgroup_lane(ids) % 8u + r);
+                        gr = shuffle_vec4(g_mine[r / 8u], subgroup_lane(ids) - q + r % 8u);
                     } else {
                         gr = g_tile[r * (TILE_COLS / 4u) + w];
                     }
@@ -475,9 +485,9 @@ fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
     }
     if (wid.y == 0u) {
         for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-            lanes[lane_slot(0u, r, lid)] = g_dot[r];
-            lanes[lane_slot(1u, r, lid)] = g_sum[r];
-            lanes[lane_slot(2u, r, lid)] = loss[r];
+            lane_set(lane_slot(0u, r, lid), g_dot[r]);
+            lane_set(lane_slot(1u, r, lid), g_sum[r]);
+            lane_set(lane_slot(2u, r, lid), loss[r]);
         }
     }
     workgroupBarrier();
@@ -493,9 +503,9 @@ fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
             row_loss = load_stats(own_stat(LOSS, i));
         }
         for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
-            row_g_dot = row_g_dot + lanes[lane_slot(0u, lid, t)];
-            row_g = row_g + lanes[lane_slot(1u, lid, t)];
-            row_loss = row_loss + lanes[lane_slot(2u, lid, t)];
+            row_g_dot = row_g_dot + lane_get(lane_slot(0u, lid, t));
+            row_g = row_g + lane_get(lane_slot(1u, lid, t));
+            row_loss = row_loss + lane_get(lane_slot(2u, lid, t));
         }
         store_stats(own_stat(G_DOT, i), row_g_dot);
         store_stats(own_stat(G_SUM, i), row_g);

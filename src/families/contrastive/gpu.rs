@@ -40,15 +40,15 @@ pub const TILES: &str = include_str!("../../../shaders/contrastive/tiles.wgsl");
 /// Invocations per workgroup of every kernel (one column of a tile each).
 pub const WORKGROUP: u32 = 64;
 /// Rows of a workgroup's tile (`tiles.wgsl`'s `TILE_ROWS`).
-pub const TILE_ROWS: u64 = 8;
+pub const TILE_ROWS: u64 = 16;
 /// Columns of a tile (`TILE_COLS`: four for each invocation).
 pub const TILE_COLS: u64 = 256;
 /// Values of each row a backward workgroup accumulates (`DIM_BLOCK`; more take grid y).
 pub const DIM_BLOCK: u64 = 256;
 /// `f32` statistics per row of each side (`tiles.wgsl`'s field constants).
 pub const STAT_FIELDS: u64 = 10;
-/// Workgroup memory of the tile kernels, in bytes (`g_tile` and `lanes`).
-const WORKGROUP_BYTES: u32 = (512 * 4 + 1536) * 4;
+/// Workgroup memory of the tile kernels, in bytes (`g_tile`).
+const WORKGROUP_BYTES: u32 = 1024 * 16;
 
 uniform_block! {
     /// `tiles.wgsl`'s `ContrastiveParams`: one per dispatch.
@@ -415,7 +415,7 @@ pub fn plan(
     let row_groups = n.max(m).div_ceil(TILE_ROWS);
     if row_groups > launch.max_per_dimension as u64 {
         return Err(Error::Limit {
-            what: "workgroups of 8 rows along one grid dimension",
+            what: "workgroups of 16 rows along one grid dimension",
             needed: row_groups,
             limit: launch.max_per_dimension as u64,
         });
