@@ -1,5 +1,5 @@
-// The contrastive family's kernels: tiles of S = scale a b^T (+ bias) held in workgroup memory,
-// never in global memory. `a` is this dispatch's own side (rows), `b` the other (columns);
+// The contrastive family's kernels: tiles of S = scale a b^T (+ bias) held in registers (the
+// backward's G in workgroup memory), never in global memory. `a` is this dispatch's own side (rows), `b` the other (columns);
 // the symmetric passes bind them the other way round. The Rust twin is
 // src/families/contrastive/cpu.rs (same formulas; its tiles come from a GEMM).
 //
@@ -15,7 +15,7 @@
 // neighbouring columns per invocation, the dimension four values (one storage word) at a
 // time where dim is a multiple of 4. A software rasteriser pays per load instruction (each
 // is a loop over its SIMD lanes), so the kernels load whole words and reuse each: a word of
-// a feeds four columns, a word of b eight rows. Every sum has a fixed order: same input,
+// a feeds four columns, a word of b TILE_ROWS rows. Every sum has a fixed order: same input,
 // same bits.
 
 struct ContrastiveParams {
@@ -63,7 +63,7 @@ const SUM: u32 = 8u;       // the running sum of exponentials less the maximum's
 const POSITIVE: u32 = 9u;  // the positive's logit
 
 // G of a tile ([TILE_ROWS][TILE_COLS / 4] words), scaled by the columns' inverse norms; at
-// the end of a dispatch, the lanes' partial values ([3][TILE_ROWS][64], lane_set/lane_get).
+// the end of a dispatch, the lanes' partial values ([TILE_ROWS][64] words, `lane_word`).
 var<workgroup> g_tile: array<vec4<f32>, 1024>;
 
 // The logit scale and bias: from one-element buffers where an engine learns them (no host
@@ -143,16 +143,10 @@ fn b_values(e: u32) -> vec4<f32> {
     return v;
 }
 
-fn lane_slot(field: u32, r: u32, lane: u32) -> u32 {
-    return (field * TILE_ROWS + r) * WORKGROUP_SIZE + lane;
-}
-
-fn lane_set(slot: u32, v: f32) {
-    g_tile[slot / 4u][slot % 4u] = v;
-}
-
-fn lane_get(slot: u32) -> f32 {
-    return g_tile[slot / 4u][slot % 4u];
+// The word of row r's three partial values of invocation `lane` (each invocation writes whole
+// words: no two write parts of one).
+fn lane_word(r: u32, lane: u32) -> u32 {
+    return r * WORKGROUP_SIZE + lane;
 }
 
 // Where eight neighbouring invocations of a subgroup share the words of a that they all need:
@@ -160,7 +154,8 @@ fn lane_get(slot: u32) -> f32 {
 // per SIMD lane, for a shuffle only in registers).
 override SHARE_A: bool = HAS_SUBGROUPS && TEAM_LANES >= 8u;
 
-// The raw products of rows r0 .. r0 + 7 of a with columns c .. c + 3 of b: [row][column].
+// The raw products of rows r0 .. r0 + TILE_ROWS - 1 of a with columns c .. c + 3 of b:
+// [row][column].
 // Rows and columns past the end read the last one (their results are never kept). `lane` is
 // the invocation's index in its subgroup.
 fn tile_dots(r0: u32, c: u32, lane: u32) -> array<vec4<f32>, TILE_ROWS> {
@@ -302,9 +297,7 @@ fn lse_main(
         }
     }
     for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-        lane_set(lane_slot(0u, r, lid), m[r]);
-        lane_set(lane_slot(1u, r, lid), rest[r]);
-        lane_set(lane_slot(2u, r, lid), positive[r]);
+        g_tile[lane_word(r, lid)] = vec4<f32>(m[r], rest[r], positive[r], 0.0);
     }
     workgroupBarrier();
     // Each row's lanes, combined by one invocation in lane order.
@@ -316,17 +309,17 @@ fn lse_main(
     var top = 0u;
     var pos = NEG_BIG;
     for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
-        let mt = lane_get(lane_slot(0u, lid, t));
+        let mt = g_tile[lane_word(lid, t)].x;
         if (mt > mm) {
             mm = mt;
             top = t;
         }
-        pos = max(pos, lane_get(lane_slot(2u, lid, t)));
+        pos = max(pos, g_tile[lane_word(lid, t)].z);
     }
     var total = 0.0;
     for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
-        let mt = lane_get(lane_slot(0u, lid, t));
-        let rt = lane_get(lane_slot(1u, lid, t));
+        let mt = g_tile[lane_word(lid, t)].x;
+        let rt = g_tile[lane_word(lid, t)].y;
         // The top lane's 1 is the row's 1; every other lane's (1 + rest) is scaled down.
         total = total + select(select(0.0, (1.0 + rt) * exp_f(mt - mm), mt > NEG_BIG), rt, t == top);
     }
@@ -380,7 +373,7 @@ fn logit_grad(i: u32, j: u32, l: f32, own_max: f32, own_log_sum: f32, other: vec
 // in f32 (`acc`, resumed from the previous dispatch), for DIM_BLOCK values of each row per
 // workgroup (grid y), and the rows' sums G.dot, G and siglip's loss (kept by the first
 // block). finish_main turns acc into the gradient. Per tile: each invocation turns its
-// column's products into G (workgroup memory), then adds the tile's columns times G to its
+// four columns' products into G (workgroup memory), then adds the tile's columns times G to its
 // own four values of each row (G's reads are the same for every invocation).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -485,9 +478,7 @@ fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
     }
     if (wid.y == 0u) {
         for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-            lane_set(lane_slot(0u, r, lid), g_dot[r]);
-            lane_set(lane_slot(1u, r, lid), g_sum[r]);
-            lane_set(lane_slot(2u, r, lid), loss[r]);
+            g_tile[lane_word(r, lid)] = vec4<f32>(g_dot[r], g_sum[r], loss[r], 0.0);
         }
     }
     workgroupBarrier();
@@ -503,9 +494,9 @@ fn grad_main(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>) {
             row_loss = load_stats(own_stat(LOSS, i));
         }
         for (var t = 0u; t < WORKGROUP_SIZE; t = t + 1u) {
-            row_g_dot = row_g_dot + lane_get(lane_slot(0u, lid, t));
-            row_g = row_g + lane_get(lane_slot(1u, lid, t));
-            row_loss = row_loss + lane_get(lane_slot(2u, lid, t));
+            row_g_dot = row_g_dot + g_tile[lane_word(lid, t)].x;
+            row_g = row_g + g_tile[lane_word(lid, t)].y;
+            row_loss = row_loss + g_tile[lane_word(lid, t)].z;
         }
         store_stats(own_stat(G_DOT, i), row_g_dot);
         store_stats(own_stat(G_SUM, i), row_g);

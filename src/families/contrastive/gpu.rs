@@ -1,5 +1,5 @@
 //! The contrastive family on the GPU (`shaders/contrastive/tiles.wgsl`): the similarity
-//! matrix only ever exists as tiles in workgroup memory.
+//! matrix only ever exists as tiles in registers and workgroup memory.
 //!
 //! A plan is, in order:
 //!
@@ -37,7 +37,7 @@ use crate::uniform_block;
 /// The kernels.
 pub const TILES: &str = include_str!("../../../shaders/contrastive/tiles.wgsl");
 
-/// Invocations per workgroup of every kernel (one column of a tile each).
+/// Invocations per workgroup of every kernel (four columns of a tile each).
 pub const WORKGROUP: u32 = 64;
 /// Rows of a workgroup's tile (`tiles.wgsl`'s `TILE_ROWS`).
 pub const TILE_ROWS: u64 = 16;
@@ -326,8 +326,14 @@ pub fn extra_bytes(loss: &ContrastiveLoss, l: &ContrastiveGpuLayout) -> u64 {
 fn iterations_per_tile(dim: u64, accumulate: bool) -> u64 {
     // tile_dots: per word (four values, or one where dim is not a multiple of 4), one row
     // loop; then G or the log-sum-exps of four columns per row.
+    // The words of a shared by shuffles add a loop of TILE_ROWS loads per eight words.
     let step = if dim % 4 == 0 { 4 } else { 1 };
-    let dots = dim.div_ceil(step) * (1 + TILE_ROWS) + 4 + 4 * (1 + TILE_ROWS);
+    let words = dim.div_ceil(step);
+    let dots = words * (1 + TILE_ROWS)
+        + words.div_ceil(8) * (1 + TILE_ROWS)
+        + 4
+        + TILE_ROWS
+        + 4 * (1 + TILE_ROWS);
     // grad_main's products: per four columns, four loads (of up to four values) and a row loop.
     let products = if accumulate {
         TILE_ROWS + TILE_COLS / 4 * (1 + 4 * 5 + TILE_ROWS)
@@ -353,7 +359,7 @@ fn column_ranges(
         Some(b) => {
             if per_tile + overhead > b {
                 return Err(Error::Limit {
-                    what: "rows of this length on a software adapter (its loop limit; dim at most about 5,000)",
+                    what: "rows of this length on a software adapter (its loop limit; dim at most about 10,000, or 2,500 where not a multiple of 4)",
                     needed: per_tile + overhead,
                     limit: b,
                 });
