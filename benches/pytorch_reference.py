@@ -225,7 +225,7 @@ def main():
     p.add_argument("--n", type=int, default=1 << 26, help="elements (elementwise losses)")
     p.add_argument("--shape", action="append", default=[], metavar="ROWSxCLASSES",
                    help="class-dimension shapes (with --all or --loss of a class loss; "
-                        "NxMxD for the contrastive losses)")
+                        "NxMxD for the contrastive losses, TxNxCxS for ctc)")
     p.add_argument("--ce", action="append", default=[], metavar="ROWSxCLASSES",
                    help="cross-entropy alone at these shapes")
     p.add_argument("--all", action="store_true", help="every loss of the catalogue")
@@ -245,7 +245,7 @@ def main():
         losses, shapes = ["cross_entropy"], args.ce
     else:
         losses = args.loss or (list(ELEMENTWISE) + list(CLASS) + list(PAIR) + list(GAN)
-                               + list(CONTRASTIVE)
+                               + list(CONTRASTIVE) + ["ctc"]
                                if args.all
                                else ["mse", "huber", "bce_with_logits"])
         shapes = args.shape or ["1024x8192"]
@@ -305,6 +305,23 @@ def main():
                     print(json.dumps({"loss": name, "shape": [n, m, d], "bytes": nbytes,
                                       "materialised_logits_bytes": size * n * m,
                                       **result(ms, nbytes, peak, None), **common}))
+                continue
+            if name == "ctc":
+                # F.ctc_loss on a log-softmax of normal logits (scale 2, the blank a little
+                # likelier), every sequence at full length: T frames, S labels.
+                for shape in shapes:
+                    t, n, c, s = (int(v) for v in shape.split("x"))
+                    logits = torch.randn(t, n, c, generator=g) * 2
+                    logits[..., 0] += 2
+                    x0 = F.log_softmax(logits, -1).to(dtype).to(dev)
+                    targets = torch.randint(1, c, (n, s), generator=g).to(dev)
+                    il = torch.full((n,), t, dtype=torch.long)
+                    tl = torch.full((n,), s, dtype=torch.long)
+                    f = lambda x: F.ctc_loss(x, targets, il, tl, blank=0, reduction="mean")
+                    ms, peak, error = measure(f, x0, args.reps, dev)
+                    nbytes = 2 * size * t * n * c + 4 * n * s
+                    print(json.dumps({"loss": name, "shape": [t, n, c, s], "bytes": nbytes,
+                                      **result(ms, nbytes, peak, error), **common}))
                 continue
             if name in GAN:
                 f, count = GAN[name]

@@ -52,6 +52,7 @@ pub use families::class::{
 pub use families::contrastive::{
     ContrastiveLoss, ContrastiveOperands, ContrastiveOutput, ContrastiveShape, ContrastiveSpec,
 };
+pub use families::ctc::{CtcOperands, CtcOutput, CtcShape, CtcSpec, TargetLayout};
 pub use families::elementwise::gpu::{ElementwiseBuffers, ElementwisePlan};
 pub use families::elementwise::{
     AuxInput, CustomLoss, CustomLossId, ElementwiseKind, ElementwiseLayout, ElementwiseLoss,

@@ -401,3 +401,28 @@ fn gpu_matches_every_contrastive_golden_case() {
         }),
     );
 }
+
+#[test]
+fn cpu_matches_every_ctc_golden_case() {
+    use wgloss::families::Backend;
+    assert_none(
+        "ctc.json on the CPU",
+        run_registry("ctc.json", 102, Backend::Cpu, Case::reference_tolerance),
+    );
+}
+
+#[test]
+fn gpu_matches_every_ctc_golden_case() {
+    use wgloss::families::Backend;
+    let Some(ctx) = gpu() else { return };
+    assert_none(
+        &format!("ctc.json on {}", ctx.adapter().summary()),
+        run_registry("ctc.json", 102, Backend::Gpu(&ctx), |case, key| {
+            // The GPU runs the recursions in f32 (normalised per frame) and sums each
+            // frame's occupations in f32; the oracle is f64. The loss adds one f32 offset a
+            // frame (T of them): a few ulps of the loss per 32 frames.
+            let reference = case.reference_tolerance(key);
+            Tolerance::new(reference.rel + 4e-6, reference.abs + 2e-6)
+        }),
+    );
+}

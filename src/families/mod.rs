@@ -3,8 +3,9 @@
 //!
 //! A family is what shares a kernel shape: [`elementwise`] (one value per element),
 //! [`class`] (one softmax-like row per sample), [`pair`] (rows of embeddings compared row by
-//! row: sums per row, then every operand's gradient) and [`gan`] (two populations of logits,
-//! each averaged on its own). Each family is one folder here
+//! row: sums per row, then every operand's gradient), [`gan`] (two populations of logits,
+//! each averaged on its own), [`contrastive`] (two sets of embeddings all against all, in
+//! tiles) and [`ctc`] (a recursion over time per sequence). Each family is one folder here
 //! (`src/families/<family>/`) and one under `shaders/` (`shaders/<family>/`):
 //!
 //! * `mod.rs`: the spec (the losses and their options as a Rust enum, validation, shapes,
@@ -60,6 +61,7 @@
 
 pub mod class;
 pub mod contrastive;
+pub mod ctc;
 pub mod device;
 pub mod elementwise;
 pub mod gan;
@@ -89,6 +91,7 @@ pub enum KernelKey {
     Pair(pair::gpu::PairKernel),
     Gan(gan::gpu::GanKernel),
     Contrastive(contrastive::gpu::ContrastiveKernel),
+    Ctc(ctc::gpu::CtcKernel),
 }
 
 /// Forwards a [`KernelSource`] method to the family's kernel.
@@ -101,6 +104,7 @@ macro_rules! kernel_dispatch {
             KernelKey::Pair($k) => $e,
             KernelKey::Gan($k) => $e,
             KernelKey::Contrastive($k) => $e,
+            KernelKey::Ctc($k) => $e,
         }
     };
 }
@@ -136,6 +140,7 @@ pub static FAMILIES: &[&dyn Family] = &[
     &pair::FAMILY,
     &gan::FAMILY,
     &contrastive::FAMILY,
+    &ctc::FAMILY,
 ];
 
 /// The type of an option's value.

@@ -762,3 +762,34 @@ pub fn nt_xent(input: Tensor<2>, temperature: f32, normalize: bool) -> Result<Te
         .option("normalize", normalize)
         .forward(Operands::new(input))
 }
+
+/// Connectionist temporal classification, PyTorch's `F.ctc_loss`: `log_probs` `[T, N, C]`
+/// (a log-softmax's output), `targets` padded `[N, S]`, `input_lengths` and `target_lengths`
+/// `[N]` (Burn's `Int`). `mean`: each sequence's `−log p(target | input)` divided by
+/// `max(target_length, 1)`, then the batch mean; an impossible alignment is `inf` (0 with
+/// `zero_infinity`). The loss `[1]`; the gradient of `log_probs` is PyTorch's, which is the
+/// gradient with respect to the logits when `log_probs = log_softmax(logits)` (Burn's own
+/// `CTCLoss` differentiates through its log-space recursion instead). Deterministic: the same
+/// input gives the same bits.
+///
+/// # Errors
+/// As [`Loss::forward`] (lengths past `T` or `S`, a label equal to `blank` or outside
+/// `[0, C)` where the lengths are known to the host, a target of more than 1,023 labels).
+pub fn ctc(
+    log_probs: Tensor<3>,
+    targets: Tensor<2, Int>,
+    input_lengths: Tensor<1, Int>,
+    target_lengths: Tensor<1, Int>,
+    blank: usize,
+    zero_infinity: bool,
+) -> Result<Tensor<1>, Error> {
+    Loss::new("ctc")
+        .option("blank", blank)
+        .option("zero_infinity", zero_infinity)
+        .forward(
+            Operands::new(log_probs)
+                .int(Operand::Target, targets)
+                .int(Operand::InputLengths, input_lengths)
+                .int(Operand::TargetLengths, target_lengths),
+        )
+}

@@ -33,7 +33,8 @@ pub struct BenchArgs {
     /// Elements per operand of the losses of any shape (elementwise).
     #[arg(long, default_value_t = 1 << 24)]
     n: usize,
-    /// Shapes of the losses with a shaped input, e.g. ROWSxCLASSES (repeatable).
+    /// Shapes of the losses with a shaped input (repeatable): ROWSxCLASSES (class losses),
+    /// NxMxD (contrastive), TxNxCxS (ctc: frames, sequences, classes, labels).
     #[arg(long = "shape", default_value = "1024x8192")]
     shapes: Vec<String>,
     /// Storage types of the float operands (repeatable): f32, f16, bf16.
