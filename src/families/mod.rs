@@ -431,6 +431,14 @@ pub trait Family: Sync {
     /// translates for every backend, storage type and reduction.
     fn kernels(&self) -> Vec<KernelKey>;
 
+    /// How far the GPU's results for `call` may lie from the CPU's `expected` (what
+    /// `wgloss check` and `wgloss bench` allow): [`Tolerance::gpu_against_cpu`] unless the
+    /// family's f32 arithmetic carries an error that grows with the shape (CTC's recursion
+    /// over the frames).
+    fn gpu_tolerance(&self, _call: &Call, expected: &[f32]) -> crate::compare::Tolerance {
+        crate::compare::Tolerance::gpu_against_cpu(expected)
+    }
+
     /// Seeded calls for `wgloss check` (every loss variant worth checking) or, with `bench`,
     /// one call per size for `wgloss bench`.
     #[cfg(feature = "sample")]

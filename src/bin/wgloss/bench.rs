@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use wgloss::bench::{cpu_stream_add, median_ms, GpuStreamAdd, GpuTimer};
-use wgloss::compare::Tolerance;
 use wgloss::families::{self, Call, CallOutput, Family, LossInfo, SampleSize};
 use wgloss::{Context, DType};
 
@@ -279,9 +278,10 @@ fn bench_cpu(s: &Subject, reps: usize) -> CliResult<Row> {
 }
 
 /// The GPU row's loss and gradients against the CPU row's.
-fn agree(gpu: &Row, cpu: &Row) -> bool {
+fn agree(family: &dyn Family, call: &Call, gpu: &Row, cpu: &Row) -> bool {
     let close = |g: &[f32], c: &[f32], dtype: DType| {
-        Tolerance::gpu_against_cpu(c)
+        family
+            .gpu_tolerance(call, c)
             .rounded_to(dtype)
             .check(g, c)
             .is_ok()
@@ -358,7 +358,7 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         }
         // With both backends, the GPU's last results must match the CPU's.
         if let [g, c] = &mut measured[..] {
-            g.checked = Some(agree(g, c));
+            g.checked = Some(agree(*family, call, g, c));
             if g.checked == Some(false) {
                 mismatches += 1;
             }

@@ -4,7 +4,7 @@
 
 use clap::Args;
 use wgloss::compare::{ErrorStats, Mismatch, Tolerance};
-use wgloss::families::{self, Backend, CallOutput, SampleSize};
+use wgloss::families::{self, Backend, Call, CallOutput, Family, SampleSize};
 use wgloss::{Context, DType};
 
 use crate::{CliError, CliResult};
@@ -29,19 +29,22 @@ pub struct CheckArgs {
     seed: u64,
 }
 
-fn compare(gpu: &[f32], cpu: &[f32], dtype: DType) -> Result<ErrorStats, Mismatch> {
-    // A 16-bit gradient may round the other way where the f32 values straddle a midpoint.
-    Tolerance::gpu_against_cpu(cpu)
-        .rounded_to(dtype)
-        .check(gpu, cpu)
-}
-
-/// The loss, every gradient and every extra of the GPU against the CPU.
+/// The loss, every gradient and every extra of the GPU against the CPU, each within the
+/// family's tolerance for the call.
 fn compare_outputs(
+    family: &dyn Family,
+    call: &Call,
     g: &CallOutput,
     c: &CallOutput,
     dtype: DType,
 ) -> Vec<(String, Result<ErrorStats, Mismatch>)> {
+    // A 16-bit gradient may round the other way where the f32 values straddle a midpoint.
+    let compare = |gpu: &[f32], cpu: &[f32], dtype: DType| {
+        family
+            .gpu_tolerance(call, cpu)
+            .rounded_to(dtype)
+            .check(gpu, cpu)
+    };
     let mut results = vec![(
         "loss".to_string(),
         compare(&g.loss.data.to_f32(), &c.loss.data.to_f32(), DType::F32),
@@ -96,7 +99,7 @@ pub fn run(args: CheckArgs) -> CliResult<()> {
         for call in family.samples(info, &size, args.seed, false) {
             let g = families::evaluate(&call, Backend::Gpu(&ctx))?;
             let c = families::evaluate(&call, Backend::Cpu)?;
-            let results = compare_outputs(&g, &c, dtype);
+            let results = compare_outputs(family, &call, &g, &c, dtype);
             let stats = |i: usize| {
                 results
                     .get(i)

@@ -1,8 +1,19 @@
-//! The CTC family on the CPU: sequences in parallel (rayon), the α and β recursions in log
-//! space in `f64`, and PyTorch's gradient formula as PyTorch's CPU kernel writes it (per
-//! class, the log-sum of `α + β` over the states of that class). The GPU path normalises each
-//! frame instead (`shaders/ctc/ctc.wgsl`): the two are different computations of the same
-//! values, which is what makes this the GPU's oracle.
+//! The CTC family on the CPU: sequences in parallel (rayon), the α and β recursions in `f64`.
+//!
+//! Two computations of the same values:
+//!
+//! * [`sequence_scaled`], the fast one: the recursions in linear space, each frame divided by
+//!   its largest state (Rabiner's scaling), the emission probabilities taken relative to the
+//!   frame's most likely class of the target. Only multiplications and additions per state,
+//!   one exponential per class and frame. f64's range holds ratios down to 1e-308 between a
+//!   frame's states: where a value would leave it (a subnormal or an underflow to 0 of a
+//!   non-zero value, an emission below the frame's best by more than 708 in log space, an
+//!   impossible alignment), the sequence is recomputed by
+//! * [`sequence_log`], the exact one: the recursions in log space, with PyTorch's gradient
+//!   formula as PyTorch's CPU kernel writes it (per class, the log-sum of `α + β` over the
+//!   states of that class).
+//!
+//! The GPU path normalises each frame in log space instead (`shaders/ctc/ctc.wgsl`).
 
 use rayon::prelude::*;
 
@@ -23,10 +34,10 @@ fn log_add(a: f64, b: f64) -> f64 {
     hi + (lo - hi).exp().ln_1p()
 }
 
-/// One sequence: `lp(t, c)` its log-probabilities, `frames` its input length, `labels` its
-/// target. Returns the loss `−log p` and, per frame `t < frames` and class, PyTorch's
-/// gradient before the reduction's factor: `exp lp − exp(lcab + loss − lp)`.
-fn sequence(
+/// One sequence in log space: `lp(t, c)` its log-probabilities, `frames` its input length,
+/// `labels` its target. Returns the loss `−log p` and, per frame `t < frames` and class,
+/// PyTorch's gradient before the reduction's factor: `exp lp − exp(lcab + loss − lp)`.
+pub(crate) fn sequence_log(
     lp: impl Fn(usize, usize) -> f64,
     frames: usize,
     labels: &[i32],
@@ -123,6 +134,163 @@ fn sequence(
     (loss, grad)
 }
 
+/// One sequence in linear space, scaled per frame (see the module's doc); `None` where f64's
+/// range cannot hold it, or no alignment exists ([`sequence_log`] then decides).
+pub(crate) fn sequence_scaled(
+    lp: &impl Fn(usize, usize) -> f64,
+    frames: usize,
+    labels: &[i32],
+    blank: usize,
+    classes: usize,
+) -> Option<(f64, Vec<f64>)> {
+    if frames == 0 {
+        return None;
+    }
+    let states = 2 * labels.len() + 1;
+    // The target's distinct classes (blank first), and each state's.
+    let mut distinct: Vec<usize> = vec![blank];
+    let slot: Vec<usize> = (0..states)
+        .map(|s| {
+            let c = if s % 2 == 0 {
+                blank
+            } else {
+                labels[s / 2] as usize
+            };
+            match distinct.iter().position(|&d| d == c) {
+                Some(i) => i,
+                None => {
+                    distinct.push(c);
+                    distinct.len() - 1
+                }
+            }
+        })
+        .collect();
+    let k = distinct.len();
+    // Emissions relative to each frame's most likely class of the target: p[t][slot] <= 1.
+    let mut p = vec![0.0f64; frames * k];
+    let mut log_scale = 0.0f64;
+    for t in 0..frames {
+        let row = &mut p[t * k..(t + 1) * k];
+        let mut m = f64::NEG_INFINITY;
+        for (v, &c) in row.iter_mut().zip(&distinct) {
+            *v = lp(t, c);
+            m = m.max(*v);
+        }
+        if !m.is_finite() {
+            return None;
+        }
+        for v in row.iter_mut() {
+            let d = *v - m;
+            if d < -708.0 && d.is_finite() {
+                return None;
+            }
+            *v = d.exp();
+        }
+        log_scale += m;
+    }
+    // A label state may be entered from two states back unless the label repeats; padded by
+    // two leading zeros so that s - 1 and s - 2 need no test.
+    let skip: Vec<f64> = (0..states)
+        .map(|s| (s % 2 == 1 && s >= 3 && labels[s / 2] != labels[s / 2 - 1]) as u8 as f64)
+        .collect();
+    let width = states + 2;
+    let mut alpha = vec![0.0f64; frames * width];
+    let mut tiny = false;
+    alpha[2] = p[slot[0]];
+    if states > 1 {
+        alpha[3] = p[slot[1]];
+    }
+    let normalise = |row: &mut [f64], tiny: &mut bool| -> f64 {
+        let c = row.iter().cloned().fold(0.0f64, f64::max);
+        if c > 0.0 {
+            let inv = 1.0 / c;
+            for v in row.iter_mut() {
+                let x = *v * inv;
+                *tiny |= *v > 0.0 && x < f64::MIN_POSITIVE;
+                *v = x;
+            }
+        }
+        c
+    };
+    let c0 = normalise(&mut alpha[2..width], &mut tiny);
+    if c0 == 0.0 {
+        return None;
+    }
+    log_scale += c0.ln();
+    for t in 1..frames {
+        let (prev, cur) = alpha.split_at_mut(t * width);
+        let prev = &prev[(t - 1) * width..];
+        let cur = &mut cur[..width];
+        let pt = &p[t * k..(t + 1) * k];
+        for s in 0..states {
+            let sum = prev[s + 2] + prev[s + 1] + skip[s] * prev[s];
+            let e = pt[slot[s]];
+            let v = e * sum;
+            tiny |= e > 0.0 && sum > 0.0 && v < f64::MIN_POSITIVE;
+            cur[s + 2] = v;
+        }
+        let c = normalise(&mut cur[2..], &mut tiny);
+        if c == 0.0 {
+            return None;
+        }
+        log_scale += c.ln();
+    }
+    let last = &alpha[(frames - 1) * width + 2..frames * width];
+    let end = last[states - 1] + if states > 1 { last[states - 2] } else { 0.0 };
+    if tiny || end == 0.0 {
+        return None;
+    }
+    let loss = -(end.ln() + log_scale);
+    // β, padded by two trailing zeros; each frame's occupations γ = α β / p normalised to 1.
+    let mut beta = vec![0.0f64; width];
+    let mut next = vec![0.0f64; width];
+    beta[states - 1] = p[(frames - 1) * k + slot[states - 1]];
+    if states > 1 {
+        beta[states - 2] = p[(frames - 1) * k + slot[states - 2]];
+    }
+    let mut grad = vec![0.0f64; frames * classes];
+    let mut occupied = vec![0.0f64; k];
+    for t in (0..frames).rev() {
+        let pt = &p[t * k..(t + 1) * k];
+        if t + 1 < frames {
+            std::mem::swap(&mut beta, &mut next);
+            for s in 0..states {
+                let sum = next[s] + next[s + 1] + skip.get(s + 2).map_or(0.0, |&k| k * next[s + 2]);
+                let e = pt[slot[s]];
+                let v = e * sum;
+                tiny |= e > 0.0 && sum > 0.0 && v < f64::MIN_POSITIVE;
+                beta[s] = v;
+            }
+            if normalise(&mut beta[..states], &mut tiny) == 0.0 {
+                return None;
+            }
+        }
+        let a = &alpha[t * width + 2..(t + 1) * width];
+        occupied.fill(0.0);
+        let mut total = 0.0;
+        for s in 0..states {
+            let e = pt[slot[s]];
+            if e > 0.0 {
+                let g = a[s] * beta[s] / e;
+                occupied[slot[s]] += g;
+                total += g;
+            }
+        }
+        if tiny || total == 0.0 {
+            return None;
+        }
+        let inv = 1.0 / total;
+        let row = &mut grad[t * classes..(t + 1) * classes];
+        for (c, g) in row.iter_mut().enumerate() {
+            *g = lp(t, c).exp();
+        }
+        for (&c, &o) in distinct.iter().zip(&occupied) {
+            row[c] -= o * inv;
+        }
+    }
+    Some((loss, grad))
+}
+
 /// The losses and the gradient of `ops` under `spec`.
 ///
 /// # Errors
@@ -165,7 +333,8 @@ pub fn compute_into<T: Element>(
             let start = offsets[n];
             let labels = &ops.target[start..start + ops.target_lengths[n] as usize];
             let lp = |t: usize, c: usize| ops.input[(t * batch + n) * classes + c].to_f32() as f64;
-            sequence(lp, frames, labels, blank, classes)
+            sequence_scaled(&lp, frames, labels, blank, classes)
+                .unwrap_or_else(|| sequence_log(lp, frames, labels, blank, classes))
         })
         .collect();
     // The gradient, frame by frame ([T, N, C]); frames past a sequence's length are 0.
@@ -204,4 +373,94 @@ pub fn compute_into<T: Element>(
         }
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeded log-softmax rows (normal logits of scale `spread`, the blank 2 likelier) and a
+    /// target of `labels` labels without the blank.
+    fn seeded(
+        frames: usize,
+        classes: usize,
+        labels: usize,
+        spread: f64,
+        seed: u64,
+    ) -> (Vec<f64>, Vec<i32>) {
+        let mut state = seed;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut lp = Vec::with_capacity(frames * classes);
+        for _ in 0..frames {
+            let row: Vec<f64> = (0..classes)
+                .map(|c| {
+                    spread * (uniform() + uniform() + uniform() - 1.5)
+                        + if c == 0 { 2.0 } else { 0.0 }
+                })
+                .collect();
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            lp.extend(row.iter().map(|v| v - lse));
+        }
+        let target = (0..labels)
+            .map(|_| 1 + (uniform() * (classes - 1) as f64) as i32 % (classes as i32 - 1))
+            .collect();
+        (lp, target)
+    }
+
+    #[test]
+    fn the_scaled_path_matches_the_log_path() {
+        // Shapes of the benchmark (T = 500, C = 100, S = 100) among them: the scaled path
+        // must not fall back there, and must agree with the log path to f64's rounding. At
+        // T = 2,000 with sharp rows, states fall more than 1e-308 below their frame's best:
+        // there it must fall back (what the GPU-against-CPU test at T = 5,000 then runs).
+        for (i, &(frames, classes, labels, spread, fast_expected)) in [
+            (1, 3, 1, 2.0, true),
+            (10, 5, 3, 2.0, true),
+            (50, 28, 12, 4.0, true),
+            (500, 100, 100, 4.0, true),
+            (2000, 30, 200, 4.0, false),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (lp, target) = seeded(frames, classes, labels, spread, i as u64 + 1);
+            let at = |t: usize, c: usize| lp[t * classes + c];
+            let scaled = sequence_scaled(&at, frames, &target, 0, classes);
+            assert_eq!(scaled.is_some(), fast_expected, "T{frames} S{labels}");
+            let Some((fast_loss, fast)) = scaled else {
+                continue;
+            };
+            let (loss, exact) = sequence_log(at, frames, &target, 0, classes);
+            assert!(
+                (fast_loss - loss).abs() <= 1e-10 * loss.abs(),
+                "T{frames}: loss {fast_loss} against {loss}"
+            );
+            for (j, (a, b)) in fast.iter().zip(&exact).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-9,
+                    "T{frames}: gradient {j}: {a} against {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_past_f64_fall_back_to_the_log_path() {
+        // An emission 1e5 below the frame's best: its probability has no f64 value.
+        let lp = [-0.5, -1e5, -1.0];
+        let at = |_: usize, c: usize| lp[c];
+        assert!(sequence_scaled(&at, 1, &[1], 0, 3).is_none());
+        let (loss, _) = sequence_log(at, 1, &[1], 0, 3);
+        assert_eq!(loss, 1e5);
+        // No alignment: the log path gives +inf.
+        let at = |_: usize, _: usize| -1.0;
+        assert!(sequence_scaled(&at, 1, &[1, 2], 0, 3).is_none());
+        assert_eq!(sequence_log(at, 1, &[1, 2], 0, 3).0, f64::INFINITY);
+    }
 }

@@ -296,6 +296,16 @@ impl Family for CtcFamily {
         ))
     }
 
+    fn gpu_tolerance(&self, call: &Call, expected: &[f32]) -> crate::compare::Tolerance {
+        let shape = call.get(Operand::Input).map_or(&[][..], |t| &t.shape[..]);
+        let (frames, batch) = (
+            shape.first().copied().unwrap_or(1),
+            shape.get(1).copied().unwrap_or(1),
+        );
+        let mean = call.reduction.unwrap_or(Reduction::Mean) == Reduction::Mean;
+        gpu::tolerance(frames, batch, mean, expected)
+    }
+
     fn status_error(&self, _call: &DeviceCall, _status: &[u32]) -> Option<Error> {
         None
     }
