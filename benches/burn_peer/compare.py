@@ -36,6 +36,7 @@ CASES = [
     ("triplet_margin", ["--shape", "65536x256"], ["--shape", "65536x256"], 7),
     ("triplet_margin", ["--shape", "4096x1024"], ["--shape", "4096x1024"], 7),
     ("triplet_margin", ["--shape", "65536x64"], ["--shape", "65536x64"], 7),
+    ("ctc", ["--shape", "500x32x100x100"], ["--shape", "500x32x100x100"], 5),
     ("cosine_embedding", ["--shape", "16384x256"], ["--shape", "16384x256"], 15),
     ("cosine_embedding", ["--shape", "65536x256"], ["--shape", "65536x256"], 7),
     # CLIP's symmetric loss: wgloss's tiles against Burn's matmul + two cross-entropies.

@@ -431,6 +431,14 @@ pub trait Family: Sync {
     /// translates for every backend, storage type and reduction.
     fn kernels(&self) -> Vec<KernelKey>;
 
+    /// The axis of the gradients at which the dimensions of `loss`'s unreduced loss start
+    /// (reduction `none`): 0 for a loss per element or per row (`[rows]` against
+    /// `[rows, classes]`), 1 for CTC (`[N]` against `[T, N, C]`). An engine's backward
+    /// broadcasts the incoming gradient of the loss over the other axes.
+    fn loss_axis(&self, _loss: &str) -> usize {
+        0
+    }
+
     /// How far the GPU's results for `call` may lie from the CPU's `expected` (what
     /// `wgloss check` and `wgloss bench` allow): [`Tolerance::gpu_against_cpu`] unless the
     /// family's f32 arithmetic carries an error that grows with the shape (CTC's recursion

@@ -424,7 +424,11 @@ impl Loss {
                 let guards: [_; $n] = guards
                     .try_into()
                     .map_err(|_| Error::Burn("node guards".into()))?;
-                match LossBackward.prepare::<C>(guards).compute_bound().stateful() {
+                let backward = LossBackward {
+                    axis: wgloss::families::find(&self.name)
+                        .map_or(0, |(family, _)| family.loss_axis(&self.name)),
+                };
+                match backward.prepare::<C>(guards).compute_bound().stateful() {
                     OpsKind::Tracked(prep) => {
                         let out = run::run(&self.request(false), args)?;
                         let mut saved = Vec::with_capacity(grad_of.len());
@@ -499,9 +503,14 @@ fn rank_checked(t: &Prim, rank: usize) -> Result<(), Error> {
 }
 
 /// The backward of a wgloss loss: the kept gradients times the incoming one, broadcast over
-/// what the loss reduced (a reduced loss: everything; a per-row loss: the classes).
+/// what the loss reduced (a reduced loss: everything; a per-row loss: the classes; CTC's
+/// per-sequence loss: the frames and the classes).
 #[derive(Debug)]
-struct LossBackward;
+struct LossBackward {
+    /// The gradients' axis at which the loss's dimensions start
+    /// ([`wgloss::families::Family::loss_axis`]).
+    axis: usize,
+}
 
 impl<const N: usize> Backward<Cube, N> for LossBackward {
     type State = Vec<Prim>;
@@ -510,16 +519,21 @@ impl<const N: usize> Backward<Cube, N> for LossBackward {
         let dy = grads.consume::<Cube>(&ops.node);
         for (parent, grad) in ops.parents.iter().zip(ops.state) {
             if let Some(node) = parent {
-                grads.register::<Cube>(node.id, scaled(grad, dy.clone()));
+                grads.register::<Cube>(node.id, scaled(grad, dy.clone(), self.axis));
             }
         }
     }
 }
 
-/// `grad · dy`, `dy` (the loss's shape) reshaped to the gradient's rank with trailing ones.
-fn scaled(grad: Prim, dy: Prim) -> Prim {
+/// `grad · dy`, `dy` (the loss's shape) reshaped to the gradient's rank: `axis` leading ones
+/// (where the loss's dimensions start in the gradient's), then trailing ones. A reduced loss
+/// (one value) broadcasts over everything.
+fn scaled(grad: Prim, dy: Prim, axis: usize) -> Prim {
     let rank = grad.shape().num_dims();
-    let mut dims = dy.shape().to_vec();
+    let loss_dims = dy.shape().to_vec();
+    let unreduced = loss_dims.iter().product::<usize>() > 1;
+    let mut dims = if unreduced { vec![1; axis] } else { Vec::new() };
+    dims.extend(loss_dims);
     if dims.len() < rank {
         dims.resize(rank, 1);
     }

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use burn::nn::loss::{
-    BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, HuberLossConfig, KLDivLossConfig,
-    MseLoss, Reduction as BurnReduction,
+    BinaryCrossEntropyLossConfig, CTCLossConfig, CrossEntropyLossConfig, HuberLossConfig,
+    KLDivLossConfig, MseLoss, Reduction as BurnReduction,
 };
 use burn::tensor::{activation, Device, Distribution, Int, Tensor, TensorData};
 use wgloss::compare::Tolerance;
@@ -226,11 +226,12 @@ fn add_operand(ops: Operands, operand: Operand, t: &HostTensor, device: &Device)
     }
 }
 
-/// A float leaf of rank 1 or 2.
+/// A float leaf of rank 1, 2 or 3 (CTC's `[T, N, C]`).
 #[derive(Clone)]
 enum Leaf {
     R1(Tensor<1>),
     R2(Tensor<2>),
+    R3(Tensor<3>),
 }
 
 impl Leaf {
@@ -238,8 +239,65 @@ impl Leaf {
         match self {
             Leaf::R1(t) => t.grad(grads).map(values).unwrap_or_default(),
             Leaf::R2(t) => t.grad(grads).map(values).unwrap_or_default(),
+            Leaf::R3(t) => t.grad(grads).map(values).unwrap_or_default(),
         }
     }
+}
+
+#[test]
+fn ctc_matches_burns_ctc_loss_through_a_log_softmax() {
+    // Burn's CTCLoss differentiates its own log-space recursion: its gradient with respect
+    // to the log-probabilities is -w γ, where PyTorch's (and wgloss's) is w (exp x - γ), the
+    // gradient with respect to the logits of a log-softmax. Through a log-softmax the two
+    // agree: both give w (softmax - γ) for the logits, which is what is compared.
+    let Some(device) = device() else { return };
+    let device = device.autodiff();
+    let (t, n, c, s) = (30, 4, 6, 5);
+    let logits = Tensor::<3>::random([t, n, c], Distribution::Normal(0.0, 2.0), &device);
+    let int = |v: Vec<i64>, shape: Vec<usize>| TensorData::new(v, shape);
+    let targets = Tensor::<2, Int>::from_data(
+        int(
+            vec![1, 2, 3, 4, 5, 2, 2, 3, 0, 0, 5, 0, 0, 0, 0, 1, 1, 1, 4, 0],
+            vec![n, s],
+        ),
+        &device,
+    );
+    let il = Tensor::<1, Int>::from_data(int(vec![30, 28, 25, 30], vec![n]), &device);
+    let run = |tl: Vec<i64>, ours: bool| {
+        let tl = Tensor::<1, Int>::from_data(int(tl, vec![n]), &device);
+        let z = logits.clone().detach().require_grad();
+        let lp = activation::log_softmax(z.clone(), 2);
+        let loss = if ours {
+            wgloss_burn::ctc(lp, targets.clone(), il.clone(), tl, 0, false).unwrap()
+        } else {
+            CTCLossConfig::new().init().forward_with_reduction(
+                lp,
+                targets.clone(),
+                il.clone(),
+                tl,
+                BurnReduction::Mean,
+            )
+        };
+        let grads = loss.backward();
+        (
+            values(loss),
+            values(z.grad(&grads).expect("the logits' gradient")),
+        )
+    };
+    let lengths = vec![5, 3, 1, 4];
+    let (v, g) = run(lengths.clone(), true);
+    let (bv, bg) = run(lengths, false);
+    assert_close("ctc value", &v, &bv, 1e-5);
+    assert_close("ctc gradient (logits)", &g, &bg, 1e-4);
+    // Where the rules differ: a target of length 0. PyTorch (and wgloss) divide its loss by
+    // max(length, 1); Burn divides by the length itself, and its mean is not finite.
+    let (v, _) = run(vec![5, 3, 0, 4], true);
+    let (bv, _) = run(vec![5, 3, 0, 4], false);
+    assert!(v[0].is_finite(), "wgloss: {v:?}");
+    assert!(
+        !bv[0].is_finite(),
+        "Burn's mean over an empty target is now finite: {bv:?}"
+    );
 }
 
 #[test]
@@ -292,6 +350,7 @@ fn every_loss_matches_the_cpu_path() {
                     match t.shape.len() {
                         1 => Leaf::R1(Tensor::<1>::from_data(x, &device).require_grad()),
                         2 => Leaf::R2(Tensor::<2>::from_data(x, &device).require_grad()),
+                        3 => Leaf::R3(Tensor::<3>::from_data(x, &device).require_grad()),
                         r => panic!("{label}: {o} of rank {r}"),
                     },
                 ));
@@ -301,8 +360,10 @@ fn every_loss_matches_the_cpu_path() {
                 ops = Some(match (ops, leaf.clone()) {
                     (None, Leaf::R1(t)) => Operands::of(*o, t),
                     (None, Leaf::R2(t)) => Operands::of(*o, t),
+                    (None, Leaf::R3(t)) => Operands::of(*o, t),
                     (Some(ops), Leaf::R1(t)) => ops.float(*o, t),
                     (Some(ops), Leaf::R2(t)) => ops.float(*o, t),
+                    (Some(ops), Leaf::R3(t)) => ops.float(*o, t),
                 });
             }
             let mut ops = ops.expect("a differentiable operand");

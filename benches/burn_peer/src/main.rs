@@ -18,7 +18,8 @@
 use std::time::Instant;
 
 use burn::nn::loss::{
-    CosineEmbeddingLossConfig, CrossEntropyLossConfig, MseLoss, Reduction, TripletMarginLossConfig,
+    CTCLossConfig, CosineEmbeddingLossConfig, CrossEntropyLossConfig, MseLoss, Reduction,
+    TripletMarginLossConfig,
 };
 use burn::tensor::{Device, DeviceKind, Distribution, Int, Tensor};
 use clap::{Parser, ValueEnum};
@@ -41,6 +42,10 @@ enum Loss {
     /// CrossEntropyLoss(logitsᵀ, arange)]`; gradients of both inputs and the scale (a leaf,
     /// as CLIP learns it). The n × n logits, their softmax and their gradient are materialised.
     InfoNce,
+    /// `burn::nn::loss::CTCLoss` (blank 0, mean: PyTorch's rule) on a log-softmax of normal
+    /// logits (scale 2, the blank 2 likelier), every sequence at full length; `--shape
+    /// TxNxCxS`. The gradient of the log-probabilities.
+    Ctc,
 }
 
 #[derive(Parser, Debug)]
@@ -52,7 +57,7 @@ struct Args {
     #[arg(long, default_value_t = 1 << 22)]
     n: usize,
     /// ROWSxCLASSES for `cross_entropy`, ROWSxDIM for `triplet_margin`,
-    /// `cosine_embedding` and `info_nce` (n = m = ROWS).
+    /// `cosine_embedding` and `info_nce` (n = m = ROWS), TxNxCxS for `ctc`.
     #[arg(long, default_value = "1024x4096")]
     shape: String,
     /// Timed repetitions (the median is reported).
@@ -267,6 +272,69 @@ fn main() -> Result<(), String> {
                 "triplet_margin",
                 format!("{rows}x{dim}"),
                 24 * rows * dim,
+                ms,
+            )
+        }
+        Loss::Ctc => {
+            let dims: Vec<usize> = args
+                .shape
+                .split('x')
+                .map(|d| d.parse::<usize>().map_err(|e| format!("--shape: {e}")))
+                .collect::<Result<_, _>>()?;
+            let [t, n, c, s] = dims[..] else {
+                return Err(format!("--shape wants TxNxCxS for ctc, got {:?}", args.shape));
+            };
+            let logits = Tensor::<3>::random([t, n, c], Distribution::Normal(0.0, 2.0), &device);
+            let bias = Tensor::<1>::from_floats(
+                (0..c)
+                    .map(|k| if k == 0 { 2.0f32 } else { 0.0 })
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+                &device,
+            )
+            .reshape([1, 1, c]);
+            let log_probs = burn::tensor::activation::log_softmax(logits + bias, 2);
+            let targets = Tensor::<2, Int>::random(
+                [n, s],
+                Distribution::Uniform(1.0, c as f64),
+                &device,
+            );
+            let il = Tensor::<1, Int>::full([n], t as i64, &device);
+            let tl = Tensor::<1, Int>::full([n], s as i64, &device);
+            let ctc = CTCLossConfig::new().init();
+            let step = || {
+                let lp = log_probs.clone().require_grad();
+                let value = ctc.forward_with_reduction(
+                    lp.clone(),
+                    targets.clone(),
+                    il.clone(),
+                    tl.clone(),
+                    Reduction::Mean,
+                );
+                let grads = value.backward();
+                let g = lp.grad(&grads).expect("gradient of the log-probabilities");
+                (value, g)
+            };
+            let ms = median_ms(args.warmup, args.reps, &device, || {
+                std::hint::black_box(step());
+            });
+            // Repeatable? Two runs on the same input, bit for bit.
+            let (v1, g1) = step();
+            let (v2, g2) = step();
+            let (v1, v2) = (floats(v1)?, floats(v2)?);
+            let (g1, g2) = (floats(g1)?, floats(g2)?);
+            let same = v1.iter().zip(&v2).all(|(a, b)| a.to_bits() == b.to_bits())
+                && g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits());
+            eprintln!("ctc: Burn's loss {v1:?}; two runs bit-identical: {same}");
+            if !v1[0].is_finite() {
+                return Err(format!("ctc: Burn's loss is {:?}", v1[0]));
+            }
+            // wgloss's count: the log-probabilities read once, the gradient written once,
+            // the targets and lengths.
+            (
+                "ctc",
+                format!("{t}x{n}x{c}x{s}"),
+                8 * t * n * c + 4 * n * s + 8 * n,
                 ms,
             )
         }

@@ -388,9 +388,10 @@ pub fn plan(spec: &CtcSpec, layout: &CtcGpuLayout, ctx: &Context) -> Result<Plan
     let windows = windows(layout, launch)?;
 
     b.operand(Operand::Input, Access::Read, Elem::Stored, elems);
-    // A target without labels binds a scratch word instead (a binding is never empty).
+    // A target without labels (every length 0) is still an operand of the plan, but the
+    // kernels bind a scratch word instead (a binding is never empty).
+    b.operand(Operand::Target, Access::Read, Elem::I32, layout.target_len);
     let target_src = if layout.target_len > 0 {
-        b.operand(Operand::Target, Access::Read, Elem::I32, layout.target_len);
         Source::Operand {
             operand: Operand::Target,
             first: 0,

@@ -296,6 +296,11 @@ impl Family for CtcFamily {
         ))
     }
 
+    /// The `N` losses run along the gradient's second axis (`[T, N, C]`).
+    fn loss_axis(&self, _loss: &str) -> usize {
+        1
+    }
+
     fn gpu_tolerance(&self, call: &Call, expected: &[f32]) -> crate::compare::Tolerance {
         let shape = call.get(Operand::Input).map_or(&[][..], |t| &t.shape[..]);
         let (frames, batch) = (
