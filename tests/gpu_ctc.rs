@@ -104,6 +104,50 @@ fn the_shared_memory_reductions_match_the_cpu() {
 }
 
 #[test]
+fn inputs_past_one_binding_run_in_windows_of_frames() {
+    // Bindings of 16 KiB: the input, the gradient (f32 for bf16) and α are bound a window of
+    // frames at a time (at aligned offsets), one dispatch per window, the state carried.
+    let Some(_) = gpu() else { return };
+    let small = Context::with_options(wgloss::ContextOptions {
+        max_binding_bytes: Some(1 << 14),
+        ..Default::default()
+    })
+    .unwrap();
+    for (i, dtype) in [DType::F32, DType::Bf16].into_iter().enumerate() {
+        for reduction in [Reduction::None, Reduction::Mean] {
+            let call = call_of(
+                &CtcSample::new(200, 4, 29, 12),
+                reduction,
+                60 + i as u64,
+                dtype,
+            );
+            gpu_matches_cpu(
+                &small,
+                &call,
+                &format!("T200 N4 C29 S12 {dtype:?} {reduction}, 16 KiB bindings"),
+            );
+        }
+    }
+    // The plan says how many windows: more than one.
+    let call = call_of(
+        &CtcSample::new(200, 4, 29, 12),
+        Reduction::Mean,
+        60,
+        DType::F32,
+    );
+    let prepared = wgloss::families::find("ctc")
+        .unwrap()
+        .0
+        .prepare_gpu(&call, &small)
+        .unwrap();
+    assert!(
+        prepared.plan().dispatches() > 5,
+        "{} dispatches",
+        prepared.plan().dispatches()
+    );
+}
+
+#[test]
 fn long_sequences_match_the_cpu() {
     // T = 5,000 frames, targets of up to 500 labels (1,001 states: 16 an invocation); on a
     // software adapter the frames take several dispatches (the loop limit), the states

@@ -162,9 +162,20 @@ fn can_skip(s: u32) -> bool {
     return (s & 1u) == 1u && s >= 3u && ctc_labels[s / 2u] != ctc_labels[s / 2u - 1u];
 }
 
-// x_t(c) of sequence n.
+// x_t(c) of sequence n. A dispatch binds the input (and the gradient, and α) of its own
+// window of frames only, from frame t_begin: the window is what fits one storage binding.
 fn log_prob(t: u32, n: u32, c: u32) -> f32 {
-    return load_input((t * params.batch + n) * params.classes + c);
+    return load_input(frame_row(t, n) + c);
+}
+
+// Where frame t of sequence n starts in this dispatch's input and gradient bindings.
+fn frame_row(t: u32, n: u32) -> u32 {
+    return ((t - params.t_begin) * params.batch + n) * params.classes;
+}
+
+// Where state s of frame t of sequence n is in this dispatch's α binding.
+fn alpha_index(t: u32, n: u32, s: u32) -> u32 {
+    return ((t - params.t_begin) * params.batch + n) * params.stride + s;
 }
 
 // The sequence's factor in the reduction.
@@ -316,7 +327,7 @@ fn ctc_alpha(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num
             a[k] = a[k] - c;
             let s = first_state + k;
             if (HAS_ALPHA && s < states) {
-                store_alpha((n * params.time + t) * params.stride + s, a[k]);
+                store_alpha(alpha_index(t, n, s), a[k]);
             }
         }
         block = block + c;
@@ -399,7 +410,7 @@ fn ctc_pack(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
 
 // Writes v to every class of frame t of sequence n.
 fn fill_frame(t: u32, n: u32, lid: u32, v: f32) {
-    let row = (t * params.batch + n) * params.classes;
+    let row = frame_row(t, n);
     for (var c = lid; c < params.classes; c = c + WORKGROUP_SIZE) {
         store_grad_value(row + c, v);
     }
@@ -518,7 +529,7 @@ fn ctc_beta(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
             let s = first_state + k;
             u[k] = neg_inf();
             if (s < states) {
-                let a = load_alpha((n * params.time + t) * params.stride + s);
+                let a = load_alpha(alpha_index(t, n, s));
                 if (!is_neg_inf(a) && !is_neg_inf(b[k])) {
                     u[k] = a + b[k] - lp[k];
                 }
@@ -546,7 +557,7 @@ fn ctc_beta(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
         let inv = 1.0 / total.x;
         // The frame's gradient: classes outside the target, the blank, then each label (by
         // the first position that carries it, over its chain in order).
-        let row = (t * params.batch + n) * params.classes;
+        let row = frame_row(t, n);
         for (var cl = lid; cl < params.classes; cl = cl + WORKGROUP_SIZE) {
             let in_target = (atomicLoad(&ctc_classes[cl / 32u]) & (1u << (cl % 32u))) != 0u;
             if (cl != params.blank && !in_target) {

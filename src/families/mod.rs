@@ -54,6 +54,10 @@
 //!    `kernel_dispatch!`), one entry in [`FAMILIES`].
 //! 3. Re-export its public types in `src/lib.rs`. The naga test (`tests/shaders.rs`) finds its
 //!    kernel variants through [`Family::kernels`].
+//! 4. Where the defaults do not fit, [`Family::loss_axis`] (an unreduced loss whose
+//!    dimensions are not the gradients' leading ones: CTC's `[N]` against `[T, N, C]`) and
+//!    [`Family::gpu_tolerance`] (an f32 error that grows with the shape, as CTC's over its
+//!    frames).
 //!
 //! Nothing in `src/gpu/`, `src/context.rs`, `src/error.rs` (every operand LOSSES.md names
 //! is already an [`Operand`]) or the tool changes: `wgloss eval`, `check` and `bench` find

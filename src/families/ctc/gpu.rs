@@ -225,26 +225,82 @@ pub fn iterations_per_frame(layout: &CtcGpuLayout, launch: &Launch) -> u64 {
     1 + 5 * states + 2 * (teams + butterfly) + classes + labels * (1 + layout.max_repeats)
 }
 
-/// The windows of frames of one pass: all of them where there is no loop limit.
-fn windows(layout: &CtcGpuLayout, launch: &Launch) -> Result<Vec<(u64, u64)>> {
-    let time = layout.shape.time as u64;
-    let Some(budget) = launch.loop_budget else {
-        return Ok(vec![(0, time)]);
+/// The windows of frames of one pass, each one dispatch: as many frames as one storage
+/// binding holds of the input, of the gradient (in f32 for packed 16-bit types) and of α, and
+/// as a software adapter's loop limit allows; all of them in one window where both allow.
+/// A window starts at a frame whose input and gradient offsets are aligned for a binding.
+fn windows(
+    layout: &CtcGpuLayout,
+    launch: &Launch,
+    storage: Storage,
+    wide: bool,
+) -> Result<Vec<(u64, u64)>> {
+    let s = &layout.shape;
+    let time = s.time as u64;
+    let cells = (s.batch * s.classes) as u64;
+    let frame_input = cells * storage.dtype().size();
+    let frame_alpha = if layout.write_grad {
+        4 * s.batch as u64 * layout.stride()
+    } else {
+        0
     };
-    // What a dispatch runs besides its frames: the tables (labels, chains, class bitmap).
-    let setup = 2 * layout.max_labels.div_ceil(WORKGROUP as u64) + 320 / WORKGROUP as u64 + 16;
-    let per_window = budget.saturating_sub(setup) / iterations_per_frame(layout, launch);
+    let frame_wide = if wide { 4 * cells } else { 0 };
+    let largest = frame_input.max(frame_alpha).max(frame_wide);
+    let mut per_window = (launch.binding_bytes / largest).min(time);
     if per_window == 0 {
         return Err(Error::Limit {
-            what: "loop iterations of one frame of CTC on this software adapter (labels that repeat, classes)",
-            needed: iterations_per_frame(layout, launch) + setup,
-            limit: budget,
+            what: "one frame of CTC (the input, the f32 gradient or α of N sequences) in one storage binding",
+            needed: largest,
+            limit: launch.binding_bytes,
         });
+    }
+    if let Some(budget) = launch.loop_budget {
+        // What a dispatch runs besides its frames: the tables (labels, chains, class bitmap).
+        let setup = 2 * layout.max_labels.div_ceil(WORKGROUP as u64) + 320 / WORKGROUP as u64 + 16;
+        let by_budget = budget.saturating_sub(setup) / iterations_per_frame(layout, launch);
+        if by_budget == 0 {
+            return Err(Error::Limit {
+                what: "loop iterations of one frame of CTC on this software adapter (labels that repeat, classes)",
+                needed: iterations_per_frame(layout, launch) + setup,
+                limit: budget,
+            });
+        }
+        per_window = per_window.min(by_budget);
+    }
+    if per_window < time {
+        // Frames per window a multiple of what keeps every window's byte offsets aligned.
+        let align = launch.storage_align;
+        let step = |bytes: u64| {
+            if bytes == 0 {
+                1
+            } else {
+                align / gcd(align, bytes)
+            }
+        };
+        let a = step(frame_input);
+        let b = step(frame_wide);
+        let multiple = a / gcd(a, b) * b;
+        per_window = per_window / multiple * multiple;
+        if per_window == 0 {
+            return Err(Error::Limit {
+                what: "frames of CTC in one dispatch at aligned binding offsets",
+                needed: multiple,
+                limit: launch.binding_bytes / largest,
+            });
+        }
     }
     Ok((0..time)
         .step_by(per_window as usize)
         .map(|b| (b, (b + per_window).min(time)))
         .collect())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Extra GPU memory of a plan, in bytes, at most: α of every frame (with gradients), an f32
@@ -305,8 +361,9 @@ pub fn traffic_bytes(layout: &CtcGpuLayout) -> u64 {
 ///
 /// # Errors
 /// [`Error::Limit`]: a target longer than [`MAX_LABELS`], more than [`MAX_CLASSES`]
-/// classes, an input or α larger than one storage binding, a frame's loops past a software
-/// adapter's budget.
+/// classes, one frame's input, f32 gradient or α larger than one storage binding, a frame's
+/// loops past a software adapter's budget. Larger inputs are split into windows of frames,
+/// one dispatch each.
 pub fn plan(spec: &CtcSpec, layout: &CtcGpuLayout, ctx: &Context) -> Result<PlanSpec> {
     spec.validate()?;
     let launch = ctx.launch();
@@ -362,30 +419,8 @@ pub fn plan(spec: &CtcSpec, layout: &CtcGpuLayout, ctx: &Context) -> Result<Plan
     // writes f32 and ctc_pack packs whole words.
     let wide = layout.write_grad && matches!(storage, Storage::Bf16 | Storage::F16Packed);
     let stride = layout.stride();
-    let alpha_bytes = 4 * batch * time * stride;
-    for (what, bytes) in [
-        (
-            "the log-probabilities in one storage binding",
-            storage.dtype().storage_bytes(elems),
-        ),
-        (
-            "CTC's α (4 N T (2 S_max + 1) bytes) in one storage binding",
-            if layout.write_grad { alpha_bytes } else { 0 },
-        ),
-        (
-            "the f32 gradient (packed types) in one storage binding",
-            if wide { 4 * elems } else { 0 },
-        ),
-    ] {
-        if bytes > launch.binding_bytes {
-            return Err(Error::Limit {
-                what,
-                needed: bytes,
-                limit: launch.binding_bytes,
-            });
-        }
-    }
-    let windows = windows(layout, launch)?;
+    let windows = windows(layout, launch, storage, wide)?;
+    let cells = batch * classes;
 
     b.operand(Operand::Input, Access::Read, Elem::Stored, elems);
     // A target without labels (every length 0) is still an operand of the plan, but the
@@ -419,10 +454,19 @@ pub fn plan(spec: &CtcSpec, layout: &CtcGpuLayout, ctx: &Context) -> Result<Plan
         None,
     );
     let carry = b.scratch("wgloss ctc carried states", 4 * batch * (stride + 2), None);
-    let alpha = layout
-        .write_grad
-        .then(|| b.scratch("wgloss ctc alpha", alpha_bytes, None));
-    let grad_wide = wide.then(|| b.scratch("wgloss ctc f32 gradient", 4 * elems, None));
+    // α and the f32 gradient: one scratch buffer per window (each within one binding).
+    let alpha: Vec<_> = windows
+        .iter()
+        .filter(|_| layout.write_grad)
+        .map(|&(begin, end)| {
+            b.scratch("wgloss ctc alpha", 4 * batch * (end - begin) * stride, None)
+        })
+        .collect();
+    let grad_wide: Vec<_> = windows
+        .iter()
+        .filter(|_| wide)
+        .map(|&(begin, end)| b.scratch("wgloss ctc f32 gradient", 4 * cells * (end - begin), None))
+        .collect();
     let losses = if reduced {
         Source::Scratch(b.scratch("wgloss ctc weighted losses", 4 * batch, None))
     } else {
@@ -475,44 +519,53 @@ pub fn plan(spec: &CtcSpec, layout: &CtcGpuLayout, ctx: &Context) -> Result<Plan
         states,
         store_alpha: layout.write_grad,
     });
-    for &(begin, end) in &windows {
+    for (k, &(begin, end)) in windows.iter().enumerate() {
         let params = CtcParams {
             t_begin: begin as u32,
             t_end: end as u32,
             ..base
         };
         let mut step = common(Step::new(alpha_kernel, WORKGROUP, &params, grid))
-            .operand("input", Operand::Input, 0, elems)
+            .operand(
+                "input",
+                Operand::Input,
+                begin * cells,
+                (end - begin) * cells,
+            )
             .bind("carry", Source::Scratch(carry))
             .bind("losses", losses);
-        if let Some(alpha) = alpha {
+        if let Some(&alpha) = alpha.get(k) {
             step = step.bind("alpha", Source::Scratch(alpha));
         }
         b.step(step);
     }
-    if let Some(alpha) = alpha {
+    if layout.write_grad {
         let beta_kernel = kernel(CtcKernel::Beta { states, wide });
-        for &(begin, end) in windows.iter().rev() {
+        for (k, &(begin, end)) in windows.iter().enumerate().rev() {
             let params = CtcParams {
                 t_begin: begin as u32,
                 t_end: end as u32,
                 ..base
             };
+            let (first, len) = (begin * cells, (end - begin) * cells);
             let step = common(Step::new(beta_kernel, WORKGROUP, &params, grid))
-                .operand("input", Operand::Input, 0, elems)
+                .operand("input", Operand::Input, first, len)
                 .bind("chains", Source::Scratch(chains))
                 .bind("carry", Source::Scratch(carry))
-                .bind("alpha", Source::Scratch(alpha));
-            b.step(match grad_wide {
-                Some(wide) => step.bind("grad_wide", Source::Scratch(wide)),
-                None => step.operand("grad", Operand::GradInput, 0, elems),
+                .bind("alpha", Source::Scratch(alpha[k]));
+            b.step(match grad_wide.get(k) {
+                Some(&wide) => step.bind("grad_wide", Source::Scratch(wide)),
+                None => step.operand("grad", Operand::GradInput, first, len),
             });
         }
     }
-    if let Some(wide) = grad_wide {
-        let words = elems.div_ceil(storage.elems_per_word(false) as u64);
+    for (k, &wide) in grad_wide.iter().enumerate() {
+        let (begin, end) = windows[k];
+        let (first, len) = (begin * cells, (end - begin) * cells);
+        let words = len.div_ceil(storage.elems_per_word(false) as u64);
+        // ctc_pack reads t_begin as the window's elements and t_end as its words.
         let params = CtcParams {
-            t_begin: elems as u32,
+            t_begin: len as u32,
             t_end: words as u32,
             ..base
         };
@@ -525,7 +578,7 @@ pub fn plan(spec: &CtcSpec, layout: &CtcGpuLayout, ctx: &Context) -> Result<Plan
                 grid_for(groups, launch.max_per_dimension),
             )
             .bind("grad_wide", Source::Scratch(wide))
-            .operand("grad", Operand::GradInput, 0, elems),
+            .operand("grad", Operand::GradInput, first, len),
         );
     }
     if let Source::Scratch(partials) = losses {
