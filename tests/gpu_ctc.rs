@@ -166,6 +166,30 @@ fn long_sequences_match_the_cpu() {
 }
 
 #[test]
+fn the_largest_targets_and_class_counts_match_the_cpu() {
+    // 1,000 labels (2,001 states: 32 an invocation, the most) and 10,000 classes (the class
+    // bitmap's range).
+    let Some(ctx) = gpu() else { return };
+    let labels = call_of(
+        &CtcSample {
+            full: true,
+            ..CtcSample::new(1200, 1, 20, 1000)
+        },
+        Reduction::Sum,
+        21,
+        DType::F32,
+    );
+    gpu_matches_cpu(&ctx, &labels, "T1200 N1 C20 S1000");
+    let classes = call_of(
+        &CtcSample::new(6, 2, 10_000, 3),
+        Reduction::Mean,
+        22,
+        DType::F32,
+    );
+    gpu_matches_cpu(&ctx, &classes, "T6 N2 C10000 S3");
+}
+
+#[test]
 fn f16_and_bf16_match_the_cpu() {
     let Some(ctx) = gpu() else { return };
     // Packed halves: an odd class count (rows that share a word) and an odd element count.

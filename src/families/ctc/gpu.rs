@@ -329,9 +329,10 @@ pub fn extra_bytes(layout: &CtcGpuLayout) -> u64 {
 /// over the frames. A state far below its frame's maximum in α (a log-value of −30: ulps of
 /// 2e-6) can be the most occupied one once β is added, and the gradient `exp x − Σ γ`
 /// carries that, relative to its terms (at most the sequence's weight: 1, or `1/N` for
-/// `mean`). Measured on lavapipe: 4.4e-6 at T = 300, 2.3e-4 at T = 5,000 (the terms at 1).
-/// PyTorch's f32 CUDA recursion keeps log α unnormalised, of magnitude `T |log p|`: ulps of
-/// 1e-3 at T = 5,000.
+/// `mean`). Measured on lavapipe (largest difference, the terms at 1): 4.4e-6 at T = 300
+/// (S = 100), 2.3e-4 at T = 5,000 (S = 500), 1.3e-4 at T = 1,200 (S = 1,000); allowed:
+/// `2e-7 T`. PyTorch's f32 CUDA recursion keeps log α unnormalised, of magnitude
+/// `T |log p|`: ulps of 1e-3 at T = 5,000.
 pub fn tolerance(
     frames: usize,
     batch: usize,
@@ -344,7 +345,7 @@ pub fn tolerance(
     crate::compare::Tolerance::new(
         base.rel,
         base.abs
-            .max((1e-6 * frames.sqrt()).max(1e-7 * frames) * weight),
+            .max((1e-6 * frames.sqrt()).max(2e-7 * frames) * weight),
     )
 }
 
