@@ -215,7 +215,10 @@ fn ctc_prepare(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>, @builtin(n
     workgroupBarrier();
     if (lid == 0u) {
         let frames = u32(clamp(load_input_lengths(n), 0, i32(params.time)));
-        var labels = min(u32(max(load_target_lengths(n), 0)), params.label_stride);
+        // At most what a frame's row of states holds (a device call's lengths are not
+        // checked on the host: a length past the target's width must not reach another
+        // sequence's rows).
+        var labels = min(min(u32(max(load_target_lengths(n), 0)), params.label_stride), (params.stride - 1u) / 2u);
         var first = atomicLoad(&ctc_count);
         if (params.max_len != 0u) {
             first = n * params.max_len;
@@ -571,7 +574,9 @@ fn ctc_beta(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
         }
         for (var i = lid; i < labels; i = i + WORKGROUP_SIZE) {
             let link = ctc_chain[i];
-            if ((link & HEAD) != 0u) {
+            // A label equal to the blank (refused on the host; a device call's is not
+            // checked) leaves the blank to invocation 0: one writer a class.
+            if ((link & HEAD) != 0u && u32(ctc_labels[i]) != params.blank) {
                 var occupied = ctc_gamma[i];
                 var p = link & NONE;
                 while (p != NONE) {

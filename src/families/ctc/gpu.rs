@@ -191,11 +191,15 @@ pub struct CtcGpuLayout {
 
 impl CtcGpuLayout {
     /// The layout of a call whose targets are unknown (a device call): the longest target is
-    /// the padded width, or every concatenated label.
+    /// the padded width, or every concatenated label up to [`MAX_LABELS`] (a device call's
+    /// labels are not read on the host: a target longer than that is cut, one longer than its
+    /// padded width too).
     pub fn unknown_targets(shape: CtcShape, target_len: u64, dtype: DType) -> Self {
         let max_labels = match shape.targets {
             TargetLayout::Padded { max_len } => max_len as u64,
-            TargetLayout::Concatenated => target_len,
+            // Every label of one sequence, at most the most a target may have: a longer
+            // concatenated target is cut at MAX_LABELS labels (documented on the device call).
+            TargetLayout::Concatenated => target_len.min(MAX_LABELS),
         };
         CtcGpuLayout {
             shape,
@@ -256,7 +260,12 @@ fn windows(
     }
     if let Some(budget) = launch.loop_budget {
         // What a dispatch runs besides its frames: the tables (labels, chains, class bitmap).
-        let setup = 2 * layout.max_labels.div_ceil(WORKGROUP as u64) + 320 / WORKGROUP as u64 + 16;
+        // And the carried states' loops (loaded, stored), a few words.
+        let states = states_for(layout.max_labels) as u64;
+        let setup = 2 * layout.max_labels.div_ceil(WORKGROUP as u64)
+            + 320 / WORKGROUP as u64
+            + 2 * states
+            + 16;
         let by_budget = budget.saturating_sub(setup) / iterations_per_frame(layout, launch);
         if by_budget == 0 {
             return Err(Error::Limit {
@@ -421,6 +430,34 @@ pub fn plan(spec: &CtcSpec, layout: &CtcGpuLayout, ctx: &Context) -> Result<Plan
     let wide = layout.write_grad && matches!(storage, Storage::Bf16 | Storage::F16Packed);
     let stride = layout.stride();
     let windows = windows(layout, launch, storage, wide)?;
+    // The per-sequence scratch, each bound whole.
+    let label_stride = layout.max_labels.max(1);
+    for (what, bytes) in [
+        (
+            "CTC's carried states (4 N (2 S + 3) bytes) in one storage binding",
+            4 * batch * (stride + 2),
+        ),
+        (
+            "CTC's sequence words (16 N bytes) in one storage binding",
+            16 * batch,
+        ),
+        (
+            "CTC's label chains (4 N S bytes) in one storage binding",
+            if layout.write_grad {
+                4 * batch * label_stride
+            } else {
+                0
+            },
+        ),
+    ] {
+        if bytes > launch.binding_bytes {
+            return Err(Error::Limit {
+                what,
+                needed: bytes,
+                limit: launch.binding_bytes,
+            });
+        }
+    }
     let cells = batch * classes;
 
     b.operand(Operand::Input, Access::Read, Elem::Stored, elems);
@@ -451,7 +488,11 @@ pub fn plan(spec: &CtcSpec, layout: &CtcGpuLayout, ctx: &Context) -> Result<Plan
     let sequences = b.scratch("wgloss ctc sequences", 16 * batch, None);
     let chains = b.scratch(
         "wgloss ctc label chains",
-        4 * batch * layout.max_labels.max(1),
+        if layout.write_grad {
+            4 * batch * label_stride
+        } else {
+            4
+        },
         None,
     );
     let carry = b.scratch("wgloss ctc carried states", 4 * batch * (stride + 2), None);
