@@ -142,11 +142,18 @@ fn load_sequence(n: u32, lid: u32) -> vec3<u32> {
         ctc_last[1] = neg_inf();
     }
     let seq = workgroupUniformLoad(&ctc_seq);
+    load_labels(seq, lid);
+    return seq;
+}
+
+// The labels of a sequence (frames, labels, first label) into ctc_labels, clamped into
+// [0, C) so that a bad label of a device call cannot read out of bounds (host calls are
+// validated before launch); visible to the workgroup on return.
+fn load_labels(seq: vec3<u32>, lid: u32) {
     for (var i = lid; i < seq.y; i = i + WORKGROUP_SIZE) {
         ctc_labels[i] = clamp(load_targets(seq.z + i), 0, i32(params.classes) - 1);
     }
     workgroupBarrier();
-    return seq;
 }
 
 // The class of state s.
@@ -230,10 +237,7 @@ fn ctc_prepare(ids: ReduceIds, @builtin(workgroup_id) wid: vec3<u32>, @builtin(n
         ctc_seq = vec3<u32>(frames, labels, first);
     }
     let seq = workgroupUniformLoad(&ctc_seq);
-    for (var i = lid; i < seq.y; i = i + WORKGROUP_SIZE) {
-        ctc_labels[i] = clamp(load_targets(seq.z + i), 0, i32(params.classes) - 1);
-    }
-    workgroupBarrier();
+    load_labels(seq, lid);
     if (HAS_CHAINS) {
         for (var i = lid; i < seq.y; i = i + WORKGROUP_SIZE) {
             let c = ctc_labels[i];

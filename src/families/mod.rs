@@ -600,6 +600,33 @@ pub(crate) fn write_with_options(
     write!(f, "{name}({})", set.join(", "))
 }
 
+/// An integer operand of `call` (lengths, labels) as `i32`, with its shape: the error names
+/// a missing operand, a float one, or the first value past the `i32` range.
+pub(crate) fn indices(
+    call: &Call,
+    loss: &'static str,
+    operand: Operand,
+) -> Result<(Vec<usize>, Vec<i32>)> {
+    let t = call
+        .get(operand)
+        .ok_or(Error::MissingOperand { loss, operand })?;
+    match t.data.to_i32() {
+        Some(Ok(v)) => Ok((t.shape.clone(), v)),
+        Some(Err(v)) => Err(Error::OutOfDomain {
+            loss,
+            operand,
+            index: 0,
+            value: v as f32,
+            range: "the i32 range",
+        }),
+        None => Err(Error::Shape {
+            loss,
+            operand,
+            problem: format!("holds {} values; it needs integers", t.data.type_name()),
+        }),
+    }
+}
+
 /// A float tensor's values as `T`: borrowed when it holds `T`, converted (nearest, ties to
 /// even) from another float type; `None` for integers.
 pub(crate) fn floats<T: Element>(t: &HostTensor) -> Option<Cow<'_, [T]>> {

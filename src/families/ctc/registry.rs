@@ -9,8 +9,8 @@ use crate::context::Context;
 use crate::dtype::{Element, HostData, HostTensor};
 use crate::error::{Error, Operand, Result};
 use crate::families::{
-    floats, typed, typed_family_methods, Call, CallOutput, CpuRun, DeviceCall, DevicePlan, Family,
-    LossInfo, OperandInfo, OperandKind, OptionInfo, OptionType, TypedCall,
+    floats, indices, typed, typed_family_methods, Call, CallOutput, CpuRun, DeviceCall, DevicePlan,
+    Family, LossInfo, OperandInfo, OperandKind, OptionInfo, OptionType, TypedCall,
 };
 use crate::gpu::host::{HostCall, HostOperands, PreparedCall, ReadBack};
 use crate::reduction::Reduction;
@@ -84,34 +84,6 @@ struct CtcCall<'c, T: Element> {
     target_lengths: Vec<i32>,
 }
 
-/// An integer operand's values as `i32`.
-fn indices(call: &Call, operand: Operand) -> Result<(Vec<usize>, Vec<i32>)> {
-    let t = call.get(operand).ok_or(Error::MissingOperand {
-        loss: NAME,
-        operand,
-    })?;
-    let values = match t.data.to_i32() {
-        Some(Ok(v)) => v,
-        Some(Err(v)) => {
-            return Err(Error::OutOfDomain {
-                loss: NAME,
-                operand,
-                index: 0,
-                value: v as f32,
-                range: "the i32 range",
-            })
-        }
-        None => {
-            return Err(Error::Shape {
-                loss: NAME,
-                operand,
-                problem: format!("holds {} values; it needs integers", t.data.type_name()),
-            })
-        }
-    };
-    Ok((t.shape.clone(), values))
-}
-
 impl<'c, T: Element> CtcCall<'c, T> {
     fn new(call: &'c Call) -> Result<Self> {
         let spec = spec_of(&call.loss, &call.options, call.reduction)?;
@@ -128,15 +100,15 @@ impl<'c, T: Element> CtcCall<'c, T> {
             loss: NAME,
             operand: Operand::Input,
         })?;
-        let (target_shape, target) = indices(call, Operand::Target)?;
+        let (target_shape, target) = indices(call, NAME, Operand::Target)?;
         let shape = CtcShape::of(&input.shape, &target_shape)?;
         let values = floats::<T>(input).ok_or_else(|| Error::Shape {
             loss: NAME,
             operand: Operand::Input,
             problem: format!("holds {} values; it needs floats", input.data.type_name()),
         })?;
-        let (_, input_lengths) = indices(call, Operand::InputLengths)?;
-        let (_, target_lengths) = indices(call, Operand::TargetLengths)?;
+        let (_, input_lengths) = indices(call, NAME, Operand::InputLengths)?;
+        let (_, target_lengths) = indices(call, NAME, Operand::TargetLengths)?;
         let typed = CtcCall {
             spec,
             shape,
