@@ -307,3 +307,72 @@ fn n_32768_runs_without_the_matrix_and_matches_the_cpu() {
         start.elapsed().as_secs_f64()
     );
 }
+
+/// The CPU path's 16-bit gradients are computed by sweeps over row and column chunks (no
+/// `f32` copy of either gradient), the `f32` path's in one Latin square: the same tiles in
+/// the same order, so the 16-bit gradients are exactly the `f32` path's on the same rounded
+/// inputs, rounded. Shapes with several row blocks and column tiles per chunk.
+#[test]
+fn cpu_16_bit_gradients_are_the_f32_path_rounded() {
+    let cases = [
+        (
+            ContrastiveLoss::InfoNce {
+                scale: 14.0,
+                symmetric: true,
+                normalize: true,
+            },
+            2_100,
+            2_100,
+            24,
+        ),
+        (
+            ContrastiveLoss::InfoNce {
+                scale: 14.0,
+                symmetric: false,
+                normalize: false,
+            },
+            300,
+            4_500,
+            20,
+        ),
+        (
+            ContrastiveLoss::Siglip {
+                scale: 10.0,
+                bias: -5.0,
+                normalize: true,
+            },
+            1_500,
+            1_500,
+            9,
+        ),
+    ];
+    for dtype in [DType::F16, DType::Bf16] {
+        for (loss, n, m, dim) in &cases {
+            let call = call_of(loss, Reduction::Mean, *n, *m, *dim, 5, dtype);
+            let mut as_f32 = call.clone();
+            for t in as_f32.operands.values_mut() {
+                if let Some(data) = t.data.to_dtype(DType::F32) {
+                    *t = wgloss::HostTensor::new(t.shape.clone(), data);
+                }
+            }
+            let oracle = evaluate(&as_f32, Backend::Cpu).unwrap();
+            let out = evaluate(&call, Backend::Cpu).unwrap();
+            let what = format!("{loss} {dtype} {n}x{m}x{dim}");
+            assert_eq!(
+                out.loss.data.to_f32(),
+                oracle.loss.data.to_f32(),
+                "{what} loss"
+            );
+            for ((o, g), (_, c)) in out.grads.iter().zip(&oracle.grads) {
+                let rounded: Vec<f32> = c.data.to_f32().iter().map(|&v| dtype.round(v)).collect();
+                let got = g.data.to_f32();
+                let differ = got
+                    .iter()
+                    .zip(&rounded)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(differ, 0, "{what} grad_{o}: {differ} values differ");
+            }
+        }
+    }
+}

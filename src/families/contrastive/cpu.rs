@@ -15,13 +15,21 @@
 //! Every row meets the column chunks in the same order whatever the thread count: the
 //! results are the same bits run after run.
 //!
+//! Memory, beyond the outputs: per-row statistics (`O(n + m)`), and per running task (at
+//! most [`CHUNKS`] at once) its tile and, where the rows are not read in place, the rows
+//! it converts. The tiles read `f32` rows that are not normalised in place; normalised or
+//! 16-bit rows are converted by each task as it needs them: its chunk of `input1`'s rows
+//! (`n / CHUNKS` rows) and one column tile of `input2` at a time. 16-bit gradients are not
+//! staged in `f32` whole: two sweeps (one over the row chunks for `dX₁`, one over the column
+//! chunks for `dX₂`) each hold one chunk's gradient in `f32`, recomputing `G`'s tiles, in the
+//! Latin square's order of chunks, so that they give the `f32` path's gradients rounded.
+//!
 //! Why `gemm`: the tile products are ordinary `f32` matrix products with arbitrary strides
 //! (the transposes are strides, nothing is copied), `gemm` reaches near-BLAS speed in pure
 //! Rust with runtime CPU dispatch (AVX2/FMA, AVX-512, NEON), is already what Burn's CPU
 //! backends use, and runs single-threaded inside our own rayon tasks (`Parallelism::None`),
 //! which keeps the Latin square's determinism.
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use multiversion::multiversion;
@@ -85,45 +93,106 @@ impl Logits {
     }
 }
 
-/// Each row L2-normalised (`x / max(‖x‖, 1e-12)`) or converted to `f32`, and its inverse
-/// norm (negative where the norm was floored at `1e-12`: the normalisation's gradient is
-/// then `dx̂ / 1e-12`).
-struct Rows<'a> {
-    values: Cow<'a, [f32]>,
-    inv_norm: Vec<f32>,
+/// One embedding set as the tiles read it. Where the caller's rows are `f32` and not
+/// normalised, the tiles read them in place; otherwise each task converts (and normalises)
+/// the one chunk of rows it works on into its own buffer ([`Rows::chunk`]), so that the
+/// extra memory is a few chunks per running task, not a copy of the set.
+struct Rows<'a, T> {
+    x: &'a [T],
+    dim: usize,
+    /// Each row's `1 / max(‖x‖, 1e-12)` in `f64` when normalising (negative where the norm
+    /// was floored at `1e-12`: the normalisation's gradient is then `dx̂ / 1e-12`), else
+    /// empty.
+    inv_norm: Vec<f64>,
 }
 
-impl<'a> Rows<'a> {
-    fn new<T: Element>(x: &'a [T], dim: usize, normalize: bool) -> Self {
-        let mut values: Cow<'a, [f32]> = match T::as_f32_slice(x) {
-            Some(v) => Cow::Borrowed(v),
-            None => {
-                let mut v = vec![0.0f32; x.len()];
-                T::to_f32_slice(x, &mut v);
-                Cow::Owned(v)
-            }
-        };
-        let mut inv_norm = Vec::new();
-        if normalize {
-            let v = values.to_mut();
-            inv_norm = v
-                .par_chunks_mut(dim)
+impl<'a, T: Element> Rows<'a, T> {
+    fn new(x: &'a [T], dim: usize, normalize: bool) -> Self {
+        let inv_norm = if normalize {
+            x.par_chunks(dim)
                 .map(|row| {
-                    let norm = row.iter().map(|&a| a as f64 * a as f64).sum::<f64>().sqrt();
-                    let floored = norm <= NORMALIZE_EPS as f64;
+                    let norm = row
+                        .iter()
+                        .map(|&a| {
+                            let a = a.to_f32() as f64;
+                            a * a
+                        })
+                        .sum::<f64>()
+                        .sqrt();
                     let inv = 1.0 / norm.max(NORMALIZE_EPS as f64);
-                    for a in row.iter_mut() {
-                        *a = (*a as f64 * inv) as f32;
-                    }
-                    if floored {
-                        -(inv as f32)
+                    if norm <= NORMALIZE_EPS as f64 {
+                        -inv
                     } else {
-                        inv as f32
+                        inv
                     }
                 })
-                .collect();
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Rows { x, dim, inv_norm }
+    }
+
+    /// Rows `range` as the tiles read them (`x̂ = x / max(‖x‖, 1e-12)` in `f32` when
+    /// normalising): the caller's `f32` rows themselves where nothing changes them, else
+    /// written into `buf`.
+    fn chunk<'b>(&'b self, range: Range<usize>, buf: &'b mut Vec<f32>) -> &'b [f32] {
+        let src = &self.x[range.start * self.dim..range.end * self.dim];
+        if self.inv_norm.is_empty() {
+            if let Some(v) = T::as_f32_slice(src) {
+                return v;
+            }
         }
-        Rows { values, inv_norm }
+        buf.clear();
+        buf.resize(src.len(), 0.0);
+        T::to_f32_slice(src, buf);
+        if !self.inv_norm.is_empty() {
+            scale_rows(buf, &self.inv_norm[range], self.dim);
+        }
+        buf
+    }
+
+    /// The normalisation's backward on the gradient rows `grad` of rows `first..` (holding
+    /// `dx̂` on entry): `dx = (dx̂ − x̂ (x̂·dx̂)) / max(‖x‖, eps)`, where `x̂·dx̂ = scale ·
+    /// g_dot(i)` (the tile sums, in `f64`), and `dx̂ / eps` where the norm was floored. `x̂`
+    /// is recomputed as [`Rows::chunk`] computes it. Nothing to do without normalisation.
+    fn normalize_backward(
+        &self,
+        grad: &mut [f32],
+        first: usize,
+        scale: f32,
+        g_dot: impl Fn(usize) -> f64,
+    ) {
+        if self.inv_norm.is_empty() {
+            return;
+        }
+        let dim = self.dim;
+        for (k, g) in grad.chunks_mut(dim).enumerate() {
+            let i = first + k;
+            let inv = self.inv_norm[i];
+            if inv < 0.0 {
+                let r = -inv as f32;
+                g.iter_mut().for_each(|v| *v *= r);
+            } else {
+                let proj = (scale as f64 * g_dot(i)) as f32;
+                let inv32 = inv as f32;
+                for (v, &a) in g.iter_mut().zip(&self.x[i * dim..(i + 1) * dim]) {
+                    let xh = (a.to_f32() as f64 * inv) as f32;
+                    *v = inv32 * (*v - xh * proj);
+                }
+            }
+        }
+    }
+}
+
+/// Each row of `values` times its `|inv|`, the product in `f64` rounded once.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn scale_rows(values: &mut [f32], inv_norm: &[f64], dim: usize) {
+    for (row, &inv) in values.chunks_mut(dim).zip(inv_norm) {
+        let inv = inv.abs();
+        for a in row.iter_mut() {
+            *a = (*a as f64 * inv) as f32;
+        }
     }
 }
 
@@ -212,43 +281,61 @@ unsafe fn matmul(
     );
 }
 
+/// One side of a task's tiles: its set, and the task's rows of it already as the tiles read
+/// them (`Some`, from the range's first row) or `None` to convert each block as it is
+/// needed (nothing is converted where the set is read in place).
+type Side<'s, T> = (&'s Rows<'s, T>, Option<&'s [f32]>);
+
 /// For every tile (a block of ≤ [`ROW_BLOCK`] rows × ≤ [`COL_TILE`] columns of `rows` ×
-/// `cols`): the raw products `x̂₁_i · x̂₂_j` into `tile` (row stride [`COL_TILE`]), then
-/// `f(rows, cols, tile)`.
-fn for_each_tile(
-    x1: &[f32],
-    x2: &[f32],
-    dim: usize,
+/// `cols`), the columns' tiles outermost: the raw products `x̂₁_i · x̂₂_j` into `tile` (row
+/// stride [`COL_TILE`]), then `f(rows, cols, tile, x̂₁ of those rows, x̂₂ of those columns)`.
+///
+/// Each output (a row's or a column's running sums, a gradient row) meets its tiles in the
+/// same order whichever loop is outermost: ascending column tiles for a row, ascending row
+/// blocks for a column.
+fn for_each_tile<T: Element>(
+    (set1, x1): Side<'_, T>,
+    (set2, x2): Side<'_, T>,
     rows: Range<usize>,
     cols: Range<usize>,
     tile: &mut [f32],
-    mut f: impl FnMut(Range<usize>, Range<usize>, &mut [f32]),
+    mut f: impl FnMut(Range<usize>, Range<usize>, &mut [f32], &[f32], &[f32]),
 ) {
-    let mut r0 = rows.start;
-    while r0 < rows.end {
-        let r1 = (r0 + ROW_BLOCK).min(rows.end);
-        let mut c0 = cols.start;
-        while c0 < cols.end {
-            let c1 = (c0 + COL_TILE).min(cols.end);
-            assert!(r1 * dim <= x1.len() && c1 * dim <= x2.len());
-            // SAFETY: lhs rows r0..r1 of x1 (row stride dim), rhs x2 rows c0..c1 read as
-            // columns (x2ᵀ: row stride 1, column stride dim), dst (r1 − r0) × (c1 − c0) with
-            // row stride COL_TILE ≤ tile's length; all asserted in range above.
+    let dim = set1.dim;
+    let (mut block_buf, mut tile_buf) = (Vec::new(), Vec::new());
+    let mut c0 = cols.start;
+    while c0 < cols.end {
+        let c1 = (c0 + COL_TILE).min(cols.end);
+        let rhs = match x2 {
+            Some(x) => &x[(c0 - cols.start) * dim..(c1 - cols.start) * dim],
+            None => set2.chunk(c0..c1, &mut tile_buf),
+        };
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let r1 = (r0 + ROW_BLOCK).min(rows.end);
+            let lhs = match x1 {
+                Some(x) => &x[(r0 - rows.start) * dim..(r1 - rows.start) * dim],
+                None => set1.chunk(r0..r1, &mut block_buf),
+            };
+            assert!((r1 - r0 - 1) * COL_TILE + (c1 - c0) <= tile.len());
+            // SAFETY: lhs the rows r0..r1 (row stride dim), rhs the rows c0..c1 read as
+            // columns (x2ᵀ: row stride 1, column stride dim), both sliced exactly above; dst
+            // (r1 − r0) × (c1 − c0) with row stride COL_TILE, in range by the assert.
             unsafe {
                 matmul(
                     (r1 - r0, c1 - c0, dim),
                     tile,
                     COL_TILE,
                     false,
-                    (&x1[r0 * dim..r1 * dim], dim, 1),
-                    (&x2[c0 * dim..c1 * dim], 1, dim),
+                    (lhs, dim, 1),
+                    (rhs, 1, dim),
                     1.0,
                 );
             }
-            f(r0..r1, c0..c1, tile);
-            c0 = c1;
+            f(r0..r1, c0..c1, tile, lhs, rhs);
+            r0 = r1;
         }
-        r0 = r1;
+        c0 = c1;
     }
 }
 
@@ -407,14 +494,13 @@ fn positive_of(lg: &Logits, i: usize) -> usize {
 
 /// The forward pass: every row's log-sum-exp over its columns and, with `columns`, every
 /// column's over its rows.
-fn log_sum_exps(
-    x1: &[f32],
-    x2: &[f32],
+fn log_sum_exps<T: Element>(
+    (rows1, rows2): (&Rows<'_, T>, &Rows<'_, T>),
     shape: &ContrastiveShape,
     lg: &Logits,
     columns: bool,
 ) -> (Lse, Lse) {
-    let (n, m, dim) = (shape.rows1, shape.rows2, shape.dim);
+    let (n, m) = (shape.rows1, shape.rows2);
     let mut row_state = vec![Running::EMPTY; n];
     let mut col_state = vec![Running::EMPTY; if columns { m } else { 0 }];
     let (row_ranges, col_ranges) = (chunk_ranges(n), chunk_ranges(m));
@@ -430,47 +516,57 @@ fn log_sum_exps(
             let mut col_max = vec![0.0f32; COL_TILE];
             let mut col_sum = vec![0.0f64; COL_TILE];
             let mut col_skip = vec![0u8; COL_TILE];
+            let mut buf1 = Vec::new();
+            let x1 = rows1.chunk(rows.clone(), &mut buf1);
             let (row0, col0) = (rows.start, cols.start);
-            for_each_tile(x1, x2, dim, rows, cols, &mut tile, |rb, cb, tile| {
-                let width = cb.len();
-                for i in rb.clone() {
-                    let t = &mut tile[(i - rb.start) * COL_TILE..][..width];
-                    let masked = (lg.half > 0 && cb.contains(&i)).then(|| i - cb.start);
-                    let tmax = logits_row(t, lg.scale, lg.bias, masked);
-                    let state = &mut row_part[i - row0];
-                    let j_pos = positive_of(lg, i);
-                    if cb.contains(&j_pos) {
-                        state.positive = t[j_pos - cb.start];
-                    }
-                    if state.raise(tmax) {
-                        // The new maximum's element is the 1: the others join the rest.
-                        let arg = t.iter().position(|&v| v == tmax).unwrap_or(0);
-                        t[arg] = f32::NEG_INFINITY;
-                        state.rest += sum_exp(t, state.max);
-                        t[arg] = tmax;
-                    } else if state.max > f32::NEG_INFINITY {
-                        state.rest += sum_exp(t, state.max);
-                    }
-                }
-                if !col_part.is_empty() {
-                    let states = &mut col_part[cb.start - col0..][..width];
-                    column_sums(
-                        tile,
-                        rb.len(),
-                        states,
-                        &mut col_max[..width],
-                        &mut col_sum[..width],
-                        &mut col_skip[..width],
-                    );
-                    // Column j's positive is row j.
-                    for j in cb.clone() {
-                        if rb.contains(&j) {
-                            states[j - cb.start].positive =
-                                tile[(j - rb.start) * COL_TILE + (j - cb.start)];
+            let sides = ((rows1, Some(x1)), (rows2, None));
+            for_each_tile(
+                sides.0,
+                sides.1,
+                rows,
+                cols,
+                &mut tile,
+                |rb, cb, tile, _, _| {
+                    let width = cb.len();
+                    for i in rb.clone() {
+                        let t = &mut tile[(i - rb.start) * COL_TILE..][..width];
+                        let masked = (lg.half > 0 && cb.contains(&i)).then(|| i - cb.start);
+                        let tmax = logits_row(t, lg.scale, lg.bias, masked);
+                        let state = &mut row_part[i - row0];
+                        let j_pos = positive_of(lg, i);
+                        if cb.contains(&j_pos) {
+                            state.positive = t[j_pos - cb.start];
+                        }
+                        if state.raise(tmax) {
+                            // The new maximum's element is the 1: the others join the rest.
+                            let arg = t.iter().position(|&v| v == tmax).unwrap_or(0);
+                            t[arg] = f32::NEG_INFINITY;
+                            state.rest += sum_exp(t, state.max);
+                            t[arg] = tmax;
+                        } else if state.max > f32::NEG_INFINITY {
+                            state.rest += sum_exp(t, state.max);
                         }
                     }
-                }
-            });
+                    if !col_part.is_empty() {
+                        let states = &mut col_part[cb.start - col0..][..width];
+                        column_sums(
+                            tile,
+                            rb.len(),
+                            states,
+                            &mut col_max[..width],
+                            &mut col_sum[..width],
+                            &mut col_skip[..width],
+                        );
+                        // Column j's positive is row j.
+                        for j in cb.clone() {
+                            if rb.contains(&j) {
+                                states[j - cb.start].positive =
+                                    tile[(j - rb.start) * COL_TILE + (j - cb.start)];
+                            }
+                        }
+                    }
+                },
+            );
         },
     );
     (Lse::from_states(&row_state), Lse::from_states(&col_state))
@@ -485,16 +581,6 @@ struct RowSums {
     g: f64,
     /// `siglip`'s loss terms.
     loss: f64,
-}
-
-/// The backward pass's parts of one row chunk and of one column chunk.
-struct RowPart<'a> {
-    grad: &'a mut [f32],
-    sums: &'a mut [RowSums],
-}
-struct ColPart<'a> {
-    grad: &'a mut [f32],
-    g_dot: &'a mut [f64],
 }
 
 /// One tile row `t` (the products `x̂₁_i · x̂₂_j` for `j` in `col0..`) turned into the
@@ -568,48 +654,53 @@ fn weigh_products(g: &[f32], prod: &mut [f32], col: &mut [f64]) {
     }
 }
 
-/// The backward pass: `grad1 = scale · G X̂₂` (rows) and, where `grad2` is not empty,
-/// `grad2 = scale · Gᵀ X̂₁` (columns), with every row's sums and every column's `g_dot`.
-#[allow(clippy::too_many_arguments)]
-fn backward(
-    x1: &[f32],
-    x2: &[f32],
-    shape: &ContrastiveShape,
-    lg: &Logits,
+/// The backward pass's parts of one row chunk and of one column chunk.
+struct RowPart<'a> {
+    grad: &'a mut [f32],
+    sums: &'a mut [RowSums],
+}
+struct ColPart<'a> {
+    grad: &'a mut [f32],
+    g_dot: &'a mut [f64],
+}
+
+/// What every backward tile needs of the loss and of the forward pass.
+struct Backward<'a> {
+    lg: &'a Logits,
     siglip: bool,
-    lse_row: &Lse,
-    lse_of_col: Option<&Lse>,
-    grad1: &mut [f32],
-    grad2: &mut [f32],
-    col_g_dot: &mut [f64],
-) -> Vec<RowSums> {
-    let (n, m, dim) = (shape.rows1, shape.rows2, shape.dim);
-    let mut sums = vec![RowSums::default(); n];
-    let (row_ranges, col_ranges) = (chunk_ranges(n), chunk_ranges(m));
-    let row_parts: Vec<RowPart> = split_at_ranges(grad1, &row_ranges, dim)
-        .into_iter()
-        .zip(split_at_ranges(&mut sums, &row_ranges, 1))
-        .map(|(grad, sums)| RowPart { grad, sums })
-        .collect();
-    let col_parts: Vec<ColPart> = split_at_ranges(grad2, &col_ranges, dim)
-        .into_iter()
-        .zip(split_at_ranges(col_g_dot, &col_ranges, 1))
-        .map(|(grad, g_dot)| ColPart { grad, g_dot })
-        .collect();
-    latin_square(
-        &row_ranges,
-        &col_ranges,
-        row_parts,
-        col_parts,
-        |rows, row_part, cols, col_part| {
-            let mut tile = vec![0.0f32; ROW_BLOCK * COL_TILE];
-            let mut prod = vec![0.0f32; COL_TILE];
-            let mut terms = vec![0.0f32; COL_TILE];
-            let (row0, col0) = (rows.start, cols.start);
-            let columns = !col_part.grad.is_empty();
-            for_each_tile(x1, x2, dim, rows, cols, &mut tile, |rb, cb, tile| {
+    dim: usize,
+    lse_row: &'a Lse,
+    /// The columns' log-sum-exps (symmetric `info_nce`), or the rows' (`nt_xent`).
+    lse_of_col: Option<&'a Lse>,
+    /// `n` and `m`: the rows of the two sets (`m = n` for `nt_xent`).
+    rows: (usize, usize),
+}
+
+impl Backward<'_> {
+    /// The tiles of `rows` × `cols` (the two sides as [`for_each_tile`] takes them), each turned
+    /// into the logits' gradient `G`, and `G`'s shares added: with `row_out`, to the rows'
+    /// sums and `scale · G X̂₂`; with `col_out`, to the columns' `g_dot` and `scale · Gᵀ X̂₁`.
+    fn tiles<T: Element>(
+        &self,
+        (side1, rows): (Side<'_, T>, Range<usize>),
+        (side2, cols): (Side<'_, T>, Range<usize>),
+        mut row_out: Option<&mut RowPart<'_>>,
+        mut col_out: Option<&mut ColPart<'_>>,
+    ) {
+        let (lg, dim) = (self.lg, self.dim);
+        let mut tile = vec![0.0f32; ROW_BLOCK * COL_TILE];
+        let mut prod = vec![0.0f32; COL_TILE];
+        let mut terms = vec![0.0f32; COL_TILE];
+        let (row0, col0) = (rows.start, cols.start);
+        for_each_tile(
+            side1,
+            side2,
+            rows,
+            cols,
+            &mut tile,
+            |rb, cb, tile, x1_rb, x2_cb| {
                 let width = cb.len();
-                let lse_cols = match lse_of_col {
+                let lse_cols = match self.lse_of_col {
                     Some(c) => (&c.max[cb.clone()], &c.log_sum[cb.clone()]),
                     None => (&[][..], &[][..]),
                 };
@@ -617,24 +708,21 @@ fn backward(
                     let t = &mut tile[(i - rb.start) * COL_TILE..][..width];
                     let prod = &mut prod[..width];
                     prod.copy_from_slice(t);
-                    let (row, at_positive) = if siglip {
+                    let (row, at_positive) = if self.siglip {
                         ((0.0, 0.0), 0.0)
                     } else {
-                        // G at the positive: w (p − 1) of row i's cross-entropy, plus the
-                        // other direction's (column i's; nt_xent: row pos(i)'s, whose
-                        // positive is i).
-                        let other = match lse_of_col {
+                        // G at the positive: w (p − 1) of row i's cross-entropy, plus the other
+                        // direction's (column i's; nt_xent: row pos(i)'s, whose positive is i).
+                        let other = match self.lse_of_col {
                             Some(c) if lg.half > 0 => lg.w_row * c.q[positive_of(lg, i)],
                             Some(c) => lg.w_col * c.q[i],
                             None => 0.0,
                         };
-                        (
-                            (lse_row.max[i], lse_row.log_sum[i]),
-                            lg.w_row * lse_row.q[i] + other,
-                        )
+                        let lse = self.lse_row;
+                        ((lse.max[i], lse.log_sum[i]), lg.w_row * lse.q[i] + other)
                     };
                     gradient_row(
-                        siglip,
+                        self.siglip,
                         lg,
                         t,
                         &mut terms[..width],
@@ -644,77 +732,176 @@ fn backward(
                         lse_cols,
                         at_positive,
                     );
-                    let col = if columns {
-                        &mut col_part.g_dot[cb.start - col0..][..width]
-                    } else {
-                        &mut [][..]
+                    let col = match col_out.as_deref_mut() {
+                        Some(c) => &mut c.g_dot[cb.start - col0..][..width],
+                        None => &mut [][..],
                     };
                     weigh_products(t, prod, col);
-                    let s = &mut row_part.sums[i - row0];
-                    s.g_dot += lane_sum(prod);
-                    s.g += lane_sum(t);
-                    if siglip {
-                        s.loss += lane_sum(&terms[..width]);
+                    if let Some(r) = row_out.as_deref_mut() {
+                        let s = &mut r.sums[i - row0];
+                        s.g_dot += lane_sum(prod);
+                        s.g += lane_sum(t);
+                        if self.siglip {
+                            s.loss += lane_sum(&terms[..width]);
+                        }
                     }
                 }
                 let (r, c) = (rb.len(), width);
-                // SAFETY (both products): G is r × c in `tile` (row stride COL_TILE), X̂₂'s
-                // rows cb and X̂₁'s rows rb are sliced exactly, the destinations are this
-                // task's rows of the gradients (row stride dim); the slices below panic
-                // rather than run out of range.
+                // SAFETY (both products): G is r × c in `tile` (row stride COL_TILE), X̂₂'s rows
+                // cb and X̂₁'s rows rb are exactly those rows (for_each_tile), the destinations are this task's
+                // rows of the gradients (row stride dim); the slices panic rather than run out
+                // of range.
                 unsafe {
-                    matmul(
-                        (r, dim, c),
-                        &mut row_part.grad[(rb.start - row0) * dim..][..r * dim],
-                        dim,
-                        true,
-                        (tile, COL_TILE, 1),
-                        (&x2[cb.start * dim..cb.end * dim], dim, 1),
-                        lg.scale,
-                    );
-                    if columns {
+                    if let Some(out) = row_out.as_deref_mut() {
+                        matmul(
+                            (r, dim, c),
+                            &mut out.grad[(rb.start - row0) * dim..][..r * dim],
+                            dim,
+                            true,
+                            (tile, COL_TILE, 1),
+                            (x2_cb, dim, 1),
+                            lg.scale,
+                        );
+                    }
+                    if let Some(out) = col_out.as_deref_mut() {
                         matmul(
                             (c, dim, r),
-                            &mut col_part.grad[(cb.start - col0) * dim..][..c * dim],
+                            &mut out.grad[(cb.start - col0) * dim..][..c * dim],
                             dim,
                             true,
                             (tile, 1, COL_TILE),
-                            (&x1[rb.start * dim..rb.end * dim], dim, 1),
+                            (x1_rb, dim, 1),
                             lg.scale,
                         );
                     }
                 }
-            });
+            },
+        );
+    }
+}
+
+/// The backward pass into `f32` gradients themselves: `grad1 = scale · G X̂₂` (rows) and,
+/// where `grad2` is not empty, `grad2 = scale · Gᵀ X̂₁` (columns), each tile computed once,
+/// over the Latin square; then the normalisation's backward. Returns every row's sums.
+fn backward_in_place<T: Element>(
+    bw: &Backward<'_>,
+    (rows1, rows2): (&Rows<'_, T>, &Rows<'_, T>),
+    grad1: &mut [f32],
+    grad2: &mut [f32],
+    col_g_dot: &mut [f64],
+) -> Vec<RowSums> {
+    let ((n, m), dim) = (bw.rows, bw.dim);
+    let mut sums = vec![RowSums::default(); n];
+    let (row_ranges, col_ranges) = (chunk_ranges(n), chunk_ranges(m));
+    let row_parts: Vec<RowPart> = split_at_ranges(&mut *grad1, &row_ranges, dim)
+        .into_iter()
+        .zip(split_at_ranges(&mut sums, &row_ranges, 1))
+        .map(|(grad, sums)| RowPart { grad, sums })
+        .collect();
+    let col_parts: Vec<ColPart> = split_at_ranges(&mut *grad2, &col_ranges, dim)
+        .into_iter()
+        .zip(split_at_ranges(&mut *col_g_dot, &col_ranges, 1))
+        .map(|(grad, g_dot)| ColPart { grad, g_dot })
+        .collect();
+    latin_square(
+        &row_ranges,
+        &col_ranges,
+        row_parts,
+        col_parts,
+        |rows, row_part, cols, col_part| {
+            let mut buf1 = Vec::new();
+            let x1 = rows1.chunk(rows.clone(), &mut buf1);
+            let col_out = (!col_part.grad.is_empty()).then_some(col_part);
+            bw.tiles(
+                ((rows1, Some(x1)), rows),
+                ((rows2, None), cols),
+                Some(row_part),
+                col_out,
+            );
         },
     );
+    let scale = bw.lg.scale;
+    split_at_ranges(grad1, &row_ranges, dim)
+        .into_par_iter()
+        .zip(&row_ranges)
+        .for_each(|(g, r)| rows1.normalize_backward(g, r.start, scale, |i| sums[i].g_dot));
+    if !grad2.is_empty() {
+        let col_g_dot = &*col_g_dot;
+        split_at_ranges(grad2, &col_ranges, dim)
+            .into_par_iter()
+            .zip(&col_ranges)
+            .for_each(|(g, r)| rows2.normalize_backward(g, r.start, scale, |j| col_g_dot[j]));
+    }
     sums
 }
 
-/// The normalisation's backward on `grad` (holding `dx̂` on entry): `dx = (dx̂ − x̂ (x̂·dx̂)) /
-/// max(‖x‖, eps)`, `x̂·dx̂ = scale · g_dot` (the tile sums); `dx̂ / eps` where the norm was
-/// floored.
-fn normalize_backward(
-    grad: &mut [f32],
-    x: &Rows<'_>,
-    dim: usize,
-    scale: f32,
-    g_dot: impl Fn(usize) -> f64 + Sync,
-) {
-    grad.par_chunks_mut(dim)
-        .zip(x.values.par_chunks(dim))
+/// The backward pass into 16-bit gradients, without an `f32` copy of either: one sweep over
+/// the row chunks, each task adding its rows' gradient over every column chunk in an `f32`
+/// buffer of one chunk, normalising and rounding it into `out1`; then, where `out2` is not
+/// empty, the same over the column chunks into `out2`. `G`'s tiles are computed twice (once
+/// per sweep), in the Latin square's order of chunks, so that the gradients are the `f32`
+/// path's bits rounded. Returns every row's sums.
+fn backward_by_sweeps<T: Element>(
+    bw: &Backward<'_>,
+    (rows1, rows2): (&Rows<'_, T>, &Rows<'_, T>),
+    out1: &mut [T],
+    out2: &mut [T],
+    col_g_dot: &mut [f64],
+) -> Vec<RowSums> {
+    let ((n, m), dim) = (bw.rows, bw.dim);
+    let mut sums = vec![RowSums::default(); n];
+    let (row_ranges, col_ranges) = (chunk_ranges(n), chunk_ranges(m));
+    let scale = bw.lg.scale;
+    split_at_ranges(out1, &row_ranges, dim)
+        .into_par_iter()
+        .zip(split_at_ranges(&mut sums, &row_ranges, 1))
         .enumerate()
-        .for_each(|(i, (g, xh))| {
-            let inv = x.inv_norm[i];
-            if inv < 0.0 {
-                let r = -inv;
-                g.iter_mut().for_each(|v| *v *= r);
-            } else {
-                let proj = (scale as f64 * g_dot(i)) as f32;
-                for (v, &a) in g.iter_mut().zip(xh) {
-                    *v = inv * (*v - a * proj);
-                }
+        .for_each(|(t, (out, sums))| {
+            let rows = row_ranges[t].clone();
+            let mut grad = vec![0.0f32; rows.len() * dim];
+            let mut part = RowPart {
+                grad: &mut grad,
+                sums: &mut *sums,
+            };
+            for k in 0..CHUNKS {
+                let cols = col_ranges[(t + k) % CHUNKS].clone();
+                bw.tiles(
+                    ((rows1, None), rows.clone()),
+                    ((rows2, None), cols),
+                    Some(&mut part),
+                    None,
+                );
             }
+            rows1.normalize_backward(&mut grad, rows.start, scale, |i| sums[i - rows.start].g_dot);
+            T::from_f32_slice(&grad, out);
         });
+    if !out2.is_empty() {
+        split_at_ranges(out2, &col_ranges, dim)
+            .into_par_iter()
+            .zip(split_at_ranges(col_g_dot, &col_ranges, 1))
+            .enumerate()
+            .for_each(|(c, (out, g_dot))| {
+                let cols = col_ranges[c].clone();
+                let mut grad = vec![0.0f32; cols.len() * dim];
+                let mut part = ColPart {
+                    grad: &mut grad,
+                    g_dot: &mut *g_dot,
+                };
+                // The Latin square gives column chunk c row chunk (c − k) mod CHUNKS in phase k.
+                for k in 0..CHUNKS {
+                    let rows = row_ranges[(c + CHUNKS - k) % CHUNKS].clone();
+                    bw.tiles(
+                        ((rows1, None), rows),
+                        ((rows2, None), cols.clone()),
+                        None,
+                        Some(&mut part),
+                    );
+                }
+                rows2.normalize_backward(&mut grad, cols.start, scale, |j| g_dot[j - cols.start]);
+                T::from_f32_slice(&grad, out);
+            });
+    }
+    sums
 }
 
 /// The loss and its gradients on the CPU.
@@ -757,61 +944,50 @@ pub fn compute_into<T: Element>(
         Some(x2) if !single => Some(Rows::new(x2, dim, normalize)),
         _ => None,
     };
-    let (x1, x2): (&[f32], &[f32]) = (
-        &rows1.values,
-        rows2.as_ref().map_or(&rows1.values, |r| &r.values),
-    );
+    let sets = (&rows1, rows2.as_ref().unwrap_or(&rows1));
 
     // Forward: the log-sum-exps (siglip needs none).
     let (lse_row, lse_col) = if siglip {
         (Lse::default(), Lse::default())
     } else {
-        log_sum_exps(x1, x2, &shape, &lg, loss.symmetric())
+        log_sum_exps(sets, &shape, &lg, loss.symmetric())
     };
-    let lse_of_col = if single {
-        Some(&lse_row)
-    } else if loss.symmetric() {
-        Some(&lse_col)
-    } else {
-        None
+    let bw = Backward {
+        lg: &lg,
+        siglip,
+        dim,
+        lse_row: &lse_row,
+        lse_of_col: if single {
+            Some(&lse_row)
+        } else if loss.symmetric() {
+            Some(&lse_col)
+        } else {
+            None
+        },
+        rows: (n, m),
     };
 
-    // Backward: into the outputs themselves when they are f32 (no copy), else into f32
-    // buffers converted at the end.
+    // Backward: into the outputs themselves when they are f32, else by sweeps that round
+    // each chunk of rows into them (no f32 copy of either gradient).
     out.grad_input1.clear();
     out.grad_input1.resize(n * dim, T::default());
     out.grad_input2.clear();
     out.grad_input2
         .resize(if single { 0 } else { m * dim }, T::default());
-    let mut staged1 = Vec::new();
-    let mut staged2 = Vec::new();
-    let grad1: &mut [f32] = match T::as_f32_slice_mut(&mut out.grad_input1) {
-        Some(g) => g,
-        None => {
-            staged1 = vec![0.0f32; n * dim];
-            &mut staged1
-        }
-    };
-    let grad2: &mut [f32] = match T::as_f32_slice_mut(&mut out.grad_input2) {
-        Some(g) => g,
-        None => {
-            staged2 = vec![0.0f32; if single { 0 } else { m * dim }];
-            &mut staged2
-        }
-    };
     let mut col_g_dot = vec![0.0f64; if single { 0 } else { m }];
-    let sums = backward(
-        x1,
-        x2,
-        &shape,
-        &lg,
-        siglip,
-        &lse_row,
-        lse_of_col,
-        grad1,
-        grad2,
-        &mut col_g_dot,
-    );
+    let sums = match (
+        T::as_f32_slice_mut(&mut out.grad_input1),
+        T::as_f32_slice_mut(&mut out.grad_input2),
+    ) {
+        (Some(g1), Some(g2)) => backward_in_place(&bw, sets, g1, g2, &mut col_g_dot),
+        _ => backward_by_sweeps(
+            &bw,
+            sets,
+            &mut out.grad_input1,
+            &mut out.grad_input2,
+            &mut col_g_dot,
+        ),
+    };
 
     // The loss: siglip's sums, else the cross-entropies.
     let value: f64 = if siglip {
@@ -820,18 +996,6 @@ pub fn compute_into<T: Element>(
         lg.w_row as f64 * lse_row.ce.iter().sum::<f64>()
             + lg.w_col as f64 * lse_col.ce.iter().sum::<f64>()
     };
-    if normalize {
-        normalize_backward(grad1, &rows1, dim, lg.scale, |i| sums[i].g_dot);
-        if let Some(r2) = &rows2 {
-            normalize_backward(grad2, r2, dim, lg.scale, |j| col_g_dot[j]);
-        }
-    }
-    if !staged1.is_empty() {
-        T::from_f32_slice(&staged1, &mut out.grad_input1);
-    }
-    if !staged2.is_empty() {
-        T::from_f32_slice(&staged2, &mut out.grad_input2);
-    }
     let (learn_scale, learn_bias) = loss.learned();
     out.loss = value as f32;
     out.grad_scale = if learn_scale {
